@@ -1,0 +1,34 @@
+# Shared compile settings for every kvarn target.
+add_library(kvarn_options INTERFACE)
+target_compile_options(kvarn_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+  $<$<BOOL:${KVARN_WERROR}>:-Werror>)
+target_include_directories(kvarn_options INTERFACE
+  ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+if(KVARN_SANITIZE)
+  target_compile_options(kvarn_options INTERFACE
+    -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(kvarn_options INTERFACE -fsanitize=address,undefined)
+endif()
+
+# kvarn_layer(NAME DIR DEPS...): a static library from every .cc in DIR.
+# Globbing keeps each layer's file list in one place (its folder).
+function(kvarn_layer name dir)
+  file(GLOB srcs CONFIGURE_DEPENDS ${dir}/*.cc)
+  add_library(${name} STATIC ${srcs})
+  target_link_libraries(${name} PUBLIC kvarn_options ${ARGN})
+endfunction()
+
+# kvarn_test_suite(NAME DIR DEPS...): one GoogleTest binary from DIR/*_test.cc.
+# HWY_IS_TEST makes Highway compile and test every target, not only the best one.
+function(kvarn_test_suite name dir)
+  file(GLOB srcs CONFIGURE_DEPENDS ${dir}/*_test.cc)
+  if(NOT srcs)
+    return()
+  endif()
+  add_executable(${name} ${srcs})
+  target_compile_definitions(${name} PRIVATE HWY_IS_TEST=1
+    KVARN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  target_link_libraries(${name} PRIVATE kvarn_options GTest::gtest_main ${ARGN})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+endfunction()
