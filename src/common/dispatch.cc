@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "hwy/targets.h"
 
@@ -21,7 +22,9 @@ bool ForceReference() { return ForceFlag().load(std::memory_order_relaxed) != 0;
 void SetForceReference(bool force) { ForceFlag().store(force ? 1 : 0); }
 
 const char* SimdTargetName() {
-  return hwy::TargetName(static_cast<uint32_t>(hwy::SupportedAndGeneratedTargets() & ~(hwy::SupportedAndGeneratedTargets() - 1)));
+  // Targets are ordered best first; the dispatcher picks the first one this CPU supports.
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  return targets.empty() ? "none" : hwy::TargetName(targets.front());
 }
 
 }  // namespace kvarn
