@@ -448,17 +448,27 @@ void LoadF16Array(const uint8_t* src, size_t n, float* out) {
   }
 }
 
-// Unpacks n codes (n % 8 == 0) of `bits` bits to floats.
+// Unpacks n codes (n % 8 == 0) of `bits` bits to floats. The per-width loops keep the
+// shifts compile-time constants (a runtime division per code dominated decoding).
+template <int kBits>
+HWY_INLINE void UnpackBytes(const uint8_t* HWY_RESTRICT in, size_t n, uint8_t* HWY_RESTRICT out) {
+  constexpr size_t kPer = 8 / kBits;
+  constexpr unsigned kMask = (1u << kBits) - 1;
+  for (size_t i = 0; i < n / kPer; ++i) {
+    const unsigned b = in[i];
+    for (size_t j = 0; j < kPer; ++j) out[i * kPer + j] = static_cast<uint8_t>((b >> (j * kBits)) & kMask);
+  }
+}
+
 void UnpackToFloat(const uint8_t* in, size_t n, int bits, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> du8;
   HWY_ALIGN uint8_t codes[1024];
-  const unsigned mask = (1u << bits) - 1;
-  const size_t per_byte = size_t(8 / bits);
-  for (size_t i = 0; i < n; ++i)
-    codes[i] = static_cast<uint8_t>((in[i / per_byte] >> ((i % per_byte) * size_t(bits))) & mask);
+  if (bits == 2) UnpackBytes<2>(in, n, codes);
+  else if (bits == 4) UnpackBytes<4>(in, n, codes);
+  else UnpackBytes<8>(in, n, codes);
   for (size_t i = 0; i < n; i += N)
     hn::StoreU(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, codes + i))), df, out + i);
 }
