@@ -160,8 +160,14 @@ fetch_venv() {
 main() {
   local items=("$@")
   ((${#items[@]})) || items=(all)
-  mkdir -p "$CACHE"
   local it
+  for it in "${items[@]}"; do  # reject a typo before any download starts
+    case "$it" in
+      smollm2 | qwen | corpus | venv | all | -h | --help) ;;
+      *) die "unknown item '$it' (expected smollm2, qwen, corpus, venv or all)" ;;
+    esac
+  done
+  mkdir -p "$CACHE"
   for it in "${items[@]}"; do
     case "$it" in
       smollm2) fetch_smollm2 ;;
@@ -170,7 +176,6 @@ main() {
       venv) fetch_venv ;;
       all) fetch_smollm2; fetch_qwen; fetch_corpus; fetch_venv ;;
       -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; return 0 ;;
-      *) die "unknown item '$it' (expected smollm2, qwen, corpus, venv or all)" ;;
     esac
   done
   rmdir "$CACHE/dl" 2>/dev/null || true  # scratch space, empty after a successful fetch
