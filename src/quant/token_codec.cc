@@ -1,20 +1,16 @@
 // Per-token codecs (f32, f16, and llama.cpp's q8_0/q4_0/q4_1): each token's K row and V row
 // are encoded on their own. A record of n tokens is [n] K rows followed by [n] V rows.
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "quant/codec_internal.h"
+#include "quant/ggml_blocks.h"
 
 namespace kvarn {
 
 size_t TokenRowBytes(const CodecSpec& spec, int head_dim) {
-  switch (spec.kind) {
-    case CodecKind::kF32: return 4 * size_t(head_dim);
-    case CodecKind::kF16: return 2 * size_t(head_dim);
-    default: return 0;
-  }
+  return GgmlRowBytes(spec.kind, head_dim);
 }
 
 namespace {
@@ -53,34 +49,13 @@ class TokenCodec final : public Codec {
   }
 
  private:
-  void EncodeRow(const float* x, uint8_t* out) const {
-    if (spec_.kind == CodecKind::kF32) {
-      std::memcpy(out, x, 4 * size_t(head_dim_));
-    } else {
-      for (int i = 0; i < head_dim_; ++i) {
-        const f16_t h = F32ToF16(x[i]);
-        std::memcpy(out + 2 * i, &h, 2);
-      }
-    }
-  }
-  void DecodeRow(const uint8_t* in, float* x) const {
-    if (spec_.kind == CodecKind::kF32) {
-      std::memcpy(x, in, 4 * size_t(head_dim_));
-    } else {
-      for (int i = 0; i < head_dim_; ++i) {
-        f16_t h;
-        std::memcpy(&h, in + 2 * i, 2);
-        x[i] = F16ToF32(h);
-      }
-    }
-  }
+  void EncodeRow(const float* x, uint8_t* out) const { QuantizeRow(spec_.kind, x, head_dim_, out); }
+  void DecodeRow(const uint8_t* in, float* x) const { DequantizeRow(spec_.kind, in, head_dim_, x); }
 };
 
 }  // namespace
 
 Status CreateTokenCodec(const CodecSpec& spec, int head_dim, std::unique_ptr<Codec>* out) {
-  if (TokenRowBytes(spec, head_dim) == 0)
-    return Unsupported("codec " + spec.Name() + " not available yet");
   out->reset(new TokenCodec(spec, head_dim));
   return Status::Ok();
 }
