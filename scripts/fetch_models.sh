@@ -25,6 +25,7 @@ QWEN_FILE="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 QWEN_SHA256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
 CORPUS_DEB="python3.11-doc"
+CORPUS_DEB_VERSION="3.11.2-6+deb12u9"
 CORPUS_FILE="pydocs.txt"
 CORPUS_SHA256="8a7bc4d71c0f1869c1fdfa99be8399b2ca224ce56b7958ba57b7097a3dc984a6"
 # The doc sections that are prose (whatsnew/ and the changelog are left out: list-like text).
@@ -118,11 +119,17 @@ fetch_corpus() {
   else
     local dl="$CACHE/dl/corpus"
     rm -rf "$dl" && mkdir -p "$dl/x"
-    log "corpus: apt-get download $CORPUS_DEB"
+    log "corpus: apt-get download $CORPUS_DEB=$CORPUS_DEB_VERSION"
     # apt-get download needs the package lists; update them only when it fails without.
-    if ! (cd "$dl" && apt-get download -q "$CORPUS_DEB" >/dev/null 2>&1); then
-      apt-get update -q >/dev/null
-      (cd "$dl" && apt-get download -q "$CORPUS_DEB" >/dev/null)
+    if ! (cd "$dl" && apt-get download -q "$CORPUS_DEB=$CORPUS_DEB_VERSION" >/dev/null 2>&1); then
+      apt-get update -q >/dev/null || true
+      if ! (cd "$dl" && apt-get download -q "$CORPUS_DEB=$CORPUS_DEB_VERSION" >/dev/null 2>&1)
+      then
+        # Debian drops superseded stable updates; a newer build of the same docs usually has
+        # the same .rst.txt sources, and the sha256 check below decides.
+        log "corpus: $CORPUS_DEB=$CORPUS_DEB_VERSION gone from the archive; trying the current one"
+        (cd "$dl" && apt-get download -q "$CORPUS_DEB" >/dev/null)
+      fi
     fi
     dpkg-deb -x "$dl"/"$CORPUS_DEB"_*.deb "$dl/x"
     local src="$dl/x/usr/share/doc/python3.11/html/_sources" dirs=() s
