@@ -1,0 +1,44 @@
+// Weight-times-activation products for the model runtime, for every GgmlType:
+//   MatVec (decode):  y[rows]          = W[rows][cols] x[cols]
+//   MatMul (prefill): Y[n_tok][rows]   = X[n_tok][cols] W^T
+//
+// Fast path: Highway SIMD. Quantized weights are multiplied as integers against x quantized
+// per 32-value block (see activations.h for the layout and the error that adds); float weights
+// (f32, f16, bf16) use f32 FMAs on x as given. MatMul decodes each weight block once per tile of
+// up to 4 tokens. With ForceReference() every entry point runs the scalar reference instead.
+//
+// Determinism: every output element is computed by one thread, in an order that depends only on
+// the shapes and the SIMD target - never on the thread count or the row range - and a token's
+// outputs are bit-identical whether it is computed by MatVec or as one row of a MatMul.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "weights/activations.h"
+#include "weights/weight_matrix.h"
+
+namespace kvarn {
+
+// The building block for callers that parallelize themselves: rows [row_begin, row_end) of
+// Y[t][r] = sum_c X[t][c] W[r][c], written to y[t * ldy + r] (other entries untouched).
+// x must be prepared for w.type and w.cols. kInvalidArgument for a bad range or mismatch.
+Status MatMulRows(const WeightMatrix& w, const PreparedActivations& x, int64_t row_begin,
+                  int64_t row_end, float* y, int64_t ldy);
+
+// Scalar reference of MatMulRows on the f32 activations x [n_tok][cols]: dequantizes each row
+// with DequantizeRowRef and accumulates in double, so it is the exact product of the dequantized
+// weights and x up to one final rounding.
+Status MatMulRowsRef(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t row_begin,
+                     int64_t row_end, float* y, int64_t ldy);
+
+// Whole products, rows split across n_threads (ParallelFor; 1 = the calling thread only).
+// x: [cols] / [n_tok][cols]; y: [rows] / [n_tok][rows].
+Status MatVec(const WeightMatrix& w, const float* x, float* y, int n_threads = 1);
+Status MatMul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, int n_threads = 1);
+
+// The same with caller-owned prepared activations, so a decode loop reuses their buffers.
+Status MatMulPrepared(const WeightMatrix& w, const PreparedActivations& x, float* y,
+                      int n_threads = 1);
+
+}  // namespace kvarn
