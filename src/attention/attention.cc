@@ -1,0 +1,110 @@
+// Attention driver: validates, rotates queries, splits (KV head x block range) work across
+// threads, merges the partial softmax states and un-rotates the output.
+#include "attention/attention.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "attention/attention_kernel.h"
+#include "attention/softmax_state.h"
+#include "common/dispatch.h"
+#include "common/parallel.h"
+#include "quant/tile_codec.h"
+
+namespace kvarn {
+
+Status Attend(const KvCache& cache, const SeqView& view, int layer, const AttentionParams& p,
+              const float* q, int n_q, int pos0, float* out) {
+  const KvCacheConfig& cfg = cache.config();
+  const int D = cfg.head_dim, Hk = cfg.n_kv_heads, H = p.n_heads;
+  if (H < 1 || H % Hk != 0)
+    return InvalidArgument("attention: " + std::to_string(H) + " query heads is not a multiple of " +
+                           std::to_string(Hk) + " KV heads");
+  if (layer < 0 || layer >= cfg.n_layers)
+    return InvalidArgument("attention: layer " + std::to_string(layer) + " out of range");
+  if (n_q < 1 || pos0 < 0 || pos0 + n_q > view.length())
+    return OutOfRange("attention: queries at positions [" + std::to_string(pos0) + ", " +
+                      std::to_string(pos0 + n_q) + ") but the cache holds " +
+                      std::to_string(view.length()) + " tokens");
+  if (ForceReference()) return AttendReference<float>(cache, view, layer, p, q, n_q, pos0, out);
+
+  const int g = H / Hk;
+  const int rows = n_q * g;
+  const int G = view.block_tokens();
+  const int n_blocks = (pos0 + n_q + G - 1) / G;
+  // Queries per KV head, row r = i * g + j, in the cache's frame.
+  std::vector<float> qr(size_t(Hk) * rows * D);
+  for (int i = 0; i < n_q; ++i)
+    for (int kh = 0; kh < Hk; ++kh)
+      for (int j = 0; j < g; ++j)
+        std::copy_n(q + (size_t(i) * H + kh * g + j) * D, D,
+                    qr.begin() + ptrdiff_t((size_t(kh) * rows + size_t(i) * g + j) * D));
+  if (cache.rotated()) FwhtBatch(qr.data(), Hk * rows, D);
+
+  // Split each KV head's blocks into chunks so every thread has work (flash-decoding).
+  const int threads = std::max(1, p.n_threads);
+  const int splits = std::clamp((2 * threads + Hk - 1) / Hk, 1, n_blocks);
+  const int items = Hk * splits;
+  std::vector<attn::SoftmaxRow> states(size_t(items) * rows);
+  std::vector<float> acc(size_t(items) * rows * D, 0.0f);
+
+  const CodecSpec& spec = cfg.codec;
+  attn::KernelArgs base{};
+  base.view = &view;
+  base.layer = layer;
+  base.D = D;
+  base.G = G;
+  base.rows = rows;
+  base.group = g;
+  base.pos0 = pos0;
+  base.scale = p.scale;
+  base.layout = TileRecordLayout{D, spec.group, spec.k_bits, spec.v_bits};
+  base.k_bits = spec.k_bits;
+  base.v_bits = spec.v_bits;
+  base.kind = spec.kind;
+  base.row_bytes = cache.RowBytes();
+
+  ParallelFor(threads, items, [&](int64_t begin, int64_t end) {
+    thread_local attn::KernelScratch scratch;
+    for (int64_t it = begin; it < end; ++it) {
+      attn::KernelArgs a = base;
+      const int kh = int(it) / splits, sp = int(it) % splits;
+      a.kv_head = kh;
+      a.q = qr.data() + size_t(kh) * rows * D;
+      a.block_begin = int(int64_t(n_blocks) * sp / splits);
+      a.block_end = int(int64_t(n_blocks) * (sp + 1) / splits);
+      a.states = states.data() + size_t(it) * rows;
+      a.acc = acc.data() + size_t(it) * rows * D;
+      a.scratch = &scratch;
+      attn::AttendRange(a);
+    }
+  });
+
+  // Merge splits in order (deterministic for a given thread count's split), normalize,
+  // un-rotate, scatter back to [n_q][H][D].
+  std::vector<float> o(size_t(rows) * D);
+  SoftmaxState total(D), part(D);
+  for (int kh = 0; kh < Hk; ++kh) {
+    for (int r = 0; r < rows; ++r) {
+      total.Reset();
+      for (int sp = 0; sp < splits; ++sp) {
+        const size_t it = size_t(kh) * splits + sp;
+        const attn::SoftmaxRow& st = states[it * rows + r];
+        part.m = st.m;
+        part.l = st.l;
+        std::copy_n(acc.begin() + ptrdiff_t((it * rows + r) * D), D, part.acc.begin());
+        total.Merge(part);
+      }
+      total.Normalize(o.data() + size_t(r) * D);
+    }
+    if (cache.rotated()) FwhtBatch(o.data(), rows, D);
+    for (int r = 0; r < rows; ++r) {
+      const int i = r / g, j = r % g;
+      std::copy_n(o.begin() + ptrdiff_t(r) * D, D, out + (size_t(i) * H + kh * g + j) * D);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvarn
