@@ -233,44 +233,9 @@ const char* GgufTypeName(GgufType type) {
   return "unknown";
 }
 
-const GgmlTypeTraits* GgmlSupportedType(uint32_t id) {
-  // Block layouts as in ggml-common.h: e.g. Q4_K = 2 fp16 (d, dmin) + 12 scale bytes + 128
-  // nibble bytes per 256 values.
-  static constexpr GgmlTypeTraits kF32 = {"F32", 1, 4};
-  static constexpr GgmlTypeTraits kF16 = {"F16", 1, 2};
-  static constexpr GgmlTypeTraits kQ4_0 = {"Q4_0", 32, 18};
-  static constexpr GgmlTypeTraits kQ4_1 = {"Q4_1", 32, 20};
-  static constexpr GgmlTypeTraits kQ5_0 = {"Q5_0", 32, 22};
-  static constexpr GgmlTypeTraits kQ5_1 = {"Q5_1", 32, 24};
-  static constexpr GgmlTypeTraits kQ8_0 = {"Q8_0", 32, 34};
-  static constexpr GgmlTypeTraits kQ4_K = {"Q4_K", 256, 144};
-  static constexpr GgmlTypeTraits kQ5_K = {"Q5_K", 256, 176};
-  static constexpr GgmlTypeTraits kQ6_K = {"Q6_K", 256, 210};
-  static constexpr GgmlTypeTraits kBF16 = {"BF16", 1, 2};
-  switch (static_cast<GgmlType>(id)) {
-    case GgmlType::kF32:
-      return &kF32;
-    case GgmlType::kF16:
-      return &kF16;
-    case GgmlType::kQ4_0:
-      return &kQ4_0;
-    case GgmlType::kQ4_1:
-      return &kQ4_1;
-    case GgmlType::kQ5_0:
-      return &kQ5_0;
-    case GgmlType::kQ5_1:
-      return &kQ5_1;
-    case GgmlType::kQ8_0:
-      return &kQ8_0;
-    case GgmlType::kQ4_K:
-      return &kQ4_K;
-    case GgmlType::kQ5_K:
-      return &kQ5_K;
-    case GgmlType::kQ6_K:
-      return &kQ6_K;
-    case GgmlType::kBF16:
-      return &kBF16;
-  }
+const GgmlTypeInfo* GgmlSupportedType(uint32_t id) {
+  for (const GgmlTypeInfo& info : kGgmlTypeInfos)
+    if (static_cast<uint32_t>(info.type) == id) return &info;
   return nullptr;
 }
 
@@ -468,7 +433,7 @@ class GgufParser {
     t->n_elements = n;
     uint32_t type = 0;
     KVARN_RETURN_IF_ERROR(in_.Read(&type, "type"));
-    const GgmlTypeTraits* traits = GgmlSupportedType(type);
+    const GgmlTypeInfo* traits = GgmlSupportedType(type);
     if (traits == nullptr) {
       const char* name = GgmlTypeName(type);
       if (name == nullptr) return CorruptData("unknown ggml type id " + Num(type));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "weights/ggml_type.h"
 
 namespace kvarn {
 
@@ -36,29 +37,11 @@ enum class GgufType : uint32_t {
 };
 const char* GgufTypeName(GgufType type);  // "uint32", "string", ...; "unknown" otherwise
 
-// Tensor element types (ggml_type ids). Only the ones kvarn decodes are named here; the
-// others are known to GgmlTypeName so errors can say "type Q2_K (10) not supported".
-enum class GgmlType : uint32_t {
-  kF32 = 0,
-  kF16 = 1,
-  kQ4_0 = 2,
-  kQ4_1 = 3,
-  kQ5_0 = 6,
-  kQ5_1 = 7,
-  kQ8_0 = 8,
-  kQ4_K = 12,
-  kQ5_K = 13,
-  kQ6_K = 14,
-  kBF16 = 30,
-};
-
-struct GgmlTypeTraits {
-  const char* name;     // ggml's name, e.g. "Q4_K"
-  int64_t block_size;   // elements per block (1 for F32/F16/BF16)
-  int64_t block_bytes;  // bytes per block
-};
-// Traits of a type kvarn supports; nullptr for any other id (known or not).
-const GgmlTypeTraits* GgmlSupportedType(uint32_t id);
+// Tensor element types: GgmlType and its block geometry come from the weights layer
+// (weights/ggml_type.h), which decodes them. GgmlSupportedType is that table indexed by the
+// raw id; GgmlTypeName also knows the ids kvarn does not decode, so errors can say
+// "type Q2_K (10) not supported".
+const GgmlTypeInfo* GgmlSupportedType(uint32_t id);  // nullptr for any other id
 // ggml's name for any known id (supported or not), nullptr for ids ggml never defined.
 const char* GgmlTypeName(uint32_t id);
 
