@@ -10,6 +10,7 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
 
 #include "hwy/highway.h"
 
@@ -19,20 +20,20 @@ namespace HWY_NAMESPACE {
 namespace weights_simd {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// f16 bits p[0 .. Lanes(df)) -> f32. F16C (AVX2 and up) converts exactly; Highway 1.0.3's
-// emulation for older targets gives the inf/NaN exponent a finite value, so those targets
-// convert by bits: the same result as common/fp16.h F16ToF32 for every input.
-template <class D>
-HWY_INLINE hn::Vec<D> F16ToF32Vec(D df, const uint16_t* p) {
+// f16 bit patterns held in the low 16 bits of 32-bit lanes -> f32. F16C (AVX2 and up)
+// converts exactly; Highway 1.0.3's emulation for older targets gives the inf/NaN exponent a
+// finite value, so those targets convert by bits: the same result as common/fp16.h F16ToF32 for
+// every input.
+template <class D, class VU32>
+HWY_INLINE hn::Vec<D> F16BitsToF32(D df, VU32 bits) {
 #if HWY_TARGET <= HWY_AVX2
   const hn::Rebind<hwy::float16_t, D> dh;
   const hn::Rebind<uint16_t, D> du16;
-  return hn::PromoteTo(df, hn::BitCast(dh, hn::LoadU(du16, p)));
+  const hn::RebindToSigned<D> di32;
+  return hn::PromoteTo(df, hn::BitCast(dh, hn::DemoteTo(du16, hn::BitCast(di32, bits))));
 #else
   const hn::RebindToUnsigned<D> du32;
   const hn::RebindToSigned<D> di32;
-  const hn::Rebind<uint16_t, D> du16;
-  const auto bits = hn::PromoteTo(du32, hn::LoadU(du16, p));
   const auto sign = hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000u)));
   const auto exp = hn::And(hn::ShiftRight<10>(bits), hn::Set(du32, 0x1Fu));
   const auto mant = hn::And(bits, hn::Set(du32, 0x3FFu));
@@ -46,6 +47,26 @@ HWY_INLINE hn::Vec<D> F16ToF32Vec(D df, const uint16_t* p) {
   mag = hn::IfThenElse(hn::Eq(exp, hn::Zero(du32)), sub, mag);
   return hn::BitCast(df, hn::Or(sign, mag));
 #endif
+}
+
+// f16 bits p[0 .. Lanes(df)) -> f32, exactly (see F16BitsToF32).
+template <class D>
+HWY_INLINE hn::Vec<D> F16ToF32Vec(D df, const uint16_t* p) {
+  const hn::Rebind<uint16_t, D> du16;
+#if HWY_TARGET <= HWY_AVX2
+  const hn::Rebind<hwy::float16_t, D> dh;
+  return hn::PromoteTo(df, hn::BitCast(dh, hn::LoadU(du16, p)));
+#else
+  return F16BitsToF32(df, hn::PromoteTo(hn::RebindToUnsigned<D>(), hn::LoadU(du16, p)));
+#endif
+}
+
+// One f16 at p (any alignment) -> f32, kept in vector registers (a call to the scalar
+// F16ToF32 from SIMD code costs a vzeroupper round trip).
+HWY_INLINE float F16ToF32Scalar(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return hn::GetLane(F16ToF32Vec(hn::CappedTag<float, 1>(), &h));
 }
 
 }  // namespace weights_simd

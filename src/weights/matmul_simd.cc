@@ -207,95 +207,125 @@ struct FormatQ5_1 {
   }
 };
 
-// Rows of 32-value blocks. Scales are handled 8 blocks at a time: the fp16 scales are gathered
-// and converted in one vector, multiplied by the 8 x scales of each token, and the mins'
-// contribution is one FMA with the 8 x sums.
+// One 32-value block for all tokens: acc[t] += (int32 dot of codes) * block_scale[t][i].
+template <class Format, int kT>
+HWY_INLINE void BlockDot32(const uint8_t* row, int64_t block, const TokenX* tx,
+                           const float (*block_scale)[8], int i, VF* acc) {
+  const uint8_t* blk = row + block * static_cast<int64_t>(Format::kBytes);
+  VI32 s0[kT], s1[kT];
+  for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
+  for (size_t o = 0; o < 16; o += kN) {
+    VI16 even, odd;
+    Format::Decode(blk, o, &even, &odd);
+    DotChunk<kT>(even, odd, tx, block, o, s0, s1);
+  }
+  for (int t = 0; t < kT; ++t) acc[t] = ScaleAdd(s0[t], s1[t], block_scale[t][i], acc[t]);
+}
+
+// Rows of 32-value blocks. Scales are handled 8 blocks at a time: one gather fetches the 32-bit
+// word at each block's start (d, and m for the formats that have it, next to it), one vector
+// converts the fp16 bits, times the 8 x scales of each token; the mins' contribution is one FMA
+// with the 8 x sums. Two accumulators per token (even/odd blocks) halve the FMA latency chain.
 template <class Format, int kT>
 void RowBlocks32(const uint8_t* row, int64_t n_blocks, const TokenX* tx, float* out) {
+  static_assert(Format::kD == 0 && (!Format::kHasMin || Format::kM == 2), "d (m) first");
   const DF df;
   const DF8 df8;
+  const hn::RebindToSigned<DF8> di32;
+  const hn::RebindToUnsigned<DF8> du32;
   constexpr size_t kN8 = hn::MaxLanes(DF8());
-  VF acc[kT];
+  constexpr int32_t kBytes = static_cast<int32_t>(Format::kBytes);
+  VF acc0[kT], acc1[kT];
   VF8 macc[kT];
   for (int t = 0; t < kT; ++t) {
-    acc[t] = hn::Zero(df);
+    acc0[t] = acc1[t] = hn::Zero(df);
     macc[t] = hn::Zero(df8);
   }
-  alignas(32) uint16_t d_bits[8];
-  alignas(32) uint16_t m_bits[8];
   alignas(32) float block_scale[kT][8];
   for (int64_t g = 0; g < n_blocks; g += 8) {
     const int64_t ng = std::min<int64_t>(8, n_blocks - g);
-    for (int64_t i = 0; i < 8; ++i) {
-      const uint8_t* blk = row + (g + i) * static_cast<int64_t>(Format::kBytes);
-      d_bits[i] = i < ng ? Load16(blk + Format::kD) : 0;
-      if constexpr (Format::kHasMin) m_bits[i] = i < ng ? Load16(blk + Format::kM) : 0;
-    }
+    const uint32_t* base = reinterpret_cast<const uint32_t*>(row + g * kBytes);
     for (size_t i = 0; i < 8; i += kN8) {
-      const VF8 d = F16ToF32Vec(df8, d_bits + i);
+      // Past the last block, lanes re-read the last one (their scales go unused).
+      const auto block = hn::Min(hn::Iota(di32, static_cast<int32_t>(i)),
+                                 hn::Set(di32, static_cast<int32_t>(ng - 1)));
+      const auto words = hn::GatherOffset(du32, base, hn::Mul(block, hn::Set(di32, kBytes)));
+      const VF8 d = weights_simd::F16BitsToF32(df8, hn::And(words, hn::Set(du32, 0xFFFFu)));
       for (int t = 0; t < kT; ++t) {
         hn::Store(hn::Mul(d, hn::LoadU(df8, tx[t].scales + g + i)), df8, block_scale[t] + i);
       }
       if constexpr (Format::kHasMin) {
-        const VF8 m = F16ToF32Vec(df8, m_bits + i);
+        const VF8 m = weights_simd::F16BitsToF32(df8, hn::ShiftRight<16>(words));
         for (int t = 0; t < kT; ++t) {
           macc[t] = hn::MulAdd(m, hn::LoadU(df8, tx[t].sums + g + i), macc[t]);
         }
       }
     }
-    for (int64_t i = 0; i < ng; ++i) {
-      const uint8_t* blk = row + (g + i) * static_cast<int64_t>(Format::kBytes);
-      VI32 s0[kT], s1[kT];
-      for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
-      for (size_t o = 0; o < 16; o += kN) {
-        VI16 even, odd;
-        Format::Decode(blk, o, &even, &odd);
-        DotChunk<kT>(even, odd, tx, g + i, o, s0, s1);
+    // Blocks in pairs, even blocks into acc0 and odd into acc1 (named, not indexed by i & 1,
+    // so the accumulators stay in registers).
+    for (int64_t i = 0; i < ng; i += 2) {
+      BlockDot32<Format, kT>(row, g + i, tx, block_scale, static_cast<int>(i), acc0);
+      if (i + 1 < ng) {
+        BlockDot32<Format, kT>(row, g + i + 1, tx, block_scale, static_cast<int>(i + 1), acc1);
       }
-      for (int t = 0; t < kT; ++t) acc[t] = ScaleAdd(s0[t], s1[t], block_scale[t][i], acc[t]);
     }
   }
   for (int t = 0; t < kT; ++t) {
-    out[t] = hn::GetLane(hn::SumOfLanes(df, acc[t]));
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[t], acc1[t])));
     if constexpr (Format::kHasMin) out[t] += hn::GetLane(hn::SumOfLanes(df8, macc[t]));
   }
 }
 
 // ---------------------------------------------------------------- k-quants
 
-// The 8 6-bit scales and mins of a q4_K/q5_K super-block as bytes (GetScaleMinK4 for all j at
-// once): 32-bit words of the 12 packed bytes are masked and shifted so scales land in bytes 0-7
-// and mins in bytes 8-15 of out.
-inline void UnpackScalesMinsK4(const uint8_t* packed, uint8_t out[16]) {
-  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
-  uint32_t w[3];
-  std::memcpy(w, packed, 12);
-  const uint32_t scales_lo = w[0] & kLow6;                                        // j = 0..3
-  const uint32_t scales_hi = (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4);       // j = 4..7
-  const uint32_t mins_lo = w[1] & kLow6;                                          // j = 0..3
-  const uint32_t mins_hi = ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4);  // j = 4..7
-  const uint32_t words[4] = {scales_lo, scales_hi, mins_lo, mins_hi};
-  std::memcpy(out, words, 16);
+// The 8 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a q4_K/q5_K super-block, as
+// GetScaleMinK4 gives them, written with one 16-byte store (so the narrower loads that follow
+// are forwarded from it). Viewing the 12 packed bytes as words w0 w1 w2:
+//   scales 0-3 = w0 & 0x3F..        scales 4-7 = (w2 & 0x0F..) | ((w0 >> 6) & 0x03..) << 4
+//   mins 0-3   = w1 & 0x3F..        mins 4-7   = ((w2 >> 4) & 0x0F..) | ((w1 >> 6) & 0x03..) << 4
+HWY_INLINE void UnpackScalesMinsK4(const uint8_t* packed, uint8_t* out16) {
+  const hn::Full128<uint32_t> d4;
+  const hn::Full128<uint8_t> d8;
+  alignas(16) static constexpr uint32_t kLowIdx[4] = {0, 2, 1, 2};   // source of the low bits
+  alignas(16) static constexpr uint32_t kHighIdx[4] = {0, 0, 0, 1};  // source of the top bits
+  alignas(16) static constexpr uint32_t kLowMask[4] = {0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F,
+                                                       0x0F0F0F0F};
+  alignas(16) static constexpr uint32_t kHighLanes[4] = {0, 0xFFFFFFFF, 0, 0xFFFFFFFF};
+  // 16 bytes from a 12-byte field: the block continues with qs/qh, so the read stays inside it.
+  const auto w = hn::LoadU(d4, reinterpret_cast<const uint32_t*>(packed));
+  const auto lo_src = hn::TableLookupLanes(w, hn::SetTableIndices(d4, kLowIdx));
+  const auto hi_src = hn::TableLookupLanes(w, hn::SetTableIndices(d4, kHighIdx));
+  const auto lane3 = hn::Eq(hn::Iota(d4, 0), hn::Set(d4, 3u));
+  const auto low =
+      hn::And(hn::IfThenElse(lane3, hn::ShiftRight<4>(lo_src), lo_src), hn::Load(d4, kLowMask));
+  const auto high = hn::And(hn::ShiftLeft<4>(hn::And(hn::ShiftRight<6>(hi_src),
+                                                      hn::Set(d4, 0x03030303u))),
+                            hn::Load(d4, kHighLanes));
+  hn::Store(hn::BitCast(d8, hn::Or(low, high)), d8, out16);
 }
 
 // Per super-block setup shared by q4_K and q5_K: block_scale[t][s] = d * sc[s] * x scale of
 // sub-block s; macc[t] += dmin * mn[s] * x sum of sub-block s (subtracted at the end).
 template <int kT>
-HWY_INLINE void ScalesK4(const uint8_t* blk, int64_t sb, const TokenX* tx, float (*block_scale)[8],
-                         VF8* macc) {
+HWY_INLINE void ScalesK4(const uint8_t* blk, int64_t sb, const TokenX* tx,
+                         float (*block_scale)[8], VF8* macc) {
   const DF8 df8;
   const hn::Rebind<int32_t, DF8> di32;
   const hn::Rebind<uint8_t, DF8> du8;
+  const hn::Rebind<uint32_t, DF8> du32;
   constexpr size_t kN8 = hn::MaxLanes(DF8());
-  const float d = F16ToF32(Load16(blk));
-  const float dmin = F16ToF32(Load16(blk + 2));
+  // d and dmin are adjacent: convert both with one 32-bit load.
+  uint32_t d_dmin;
+  std::memcpy(&d_dmin, blk, 4);
+  const VF8 d = weights_simd::F16BitsToF32(df8, hn::Set(du32, d_dmin & 0xFFFFu));
+  const VF8 dmin = weights_simd::F16BitsToF32(df8, hn::Set(du32, d_dmin >> 16));
   alignas(16) uint8_t sm[16];
   UnpackScalesMinsK4(blk + 4, sm);
   for (size_t i = 0; i < 8; i += kN8) {
     const VF8 sc = hn::ConvertTo(df8, hn::PromoteTo(di32, hn::LoadU(du8, sm + i)));
     const VF8 mn = hn::ConvertTo(df8, hn::PromoteTo(di32, hn::LoadU(du8, sm + 8 + i)));
-    const VF8 dsc = hn::Mul(hn::Set(df8, d), sc);      // exact: 11 + 6 significant bits
-    const VF8 mmin = hn::Mul(hn::Set(df8, dmin), mn);  // exact likewise
+    const VF8 dsc = hn::Mul(d, sc);      // exact: 11 + 6 significant bits
+    const VF8 mmin = hn::Mul(dmin, mn);  // exact likewise
     for (int t = 0; t < kT; ++t) {
       hn::Store(hn::Mul(dsc, hn::LoadU(df8, tx[t].scales + sb * 8 + i)), df8, block_scale[t] + i);
       macc[t] = hn::MulAdd(mmin, hn::LoadU(df8, tx[t].sums + sb * 8 + i), macc[t]);
@@ -306,6 +336,7 @@ HWY_INLINE void ScalesK4(const uint8_t* blk, int64_t sb, const TokenX* tx, float
 // q4_K (kFifth false) and q5_K (kFifth true). Chunk c covers values 64c .. 64c+63: qs bytes
 // 32c .. 32c+31 as 16-bit lanes give sub-block 2c's codes (low nibbles of the low/high byte:
 // even/odd) and sub-block 2c+1's (high nibbles). q5_K's fifth bits: bit 2c (2c+1) of qh[l].
+// Sub-blocks 2c and 2c+1 accumulate into separate registers (two FMA chains).
 template <bool kFifth, int kT>
 void RowK4(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   const DF df;
@@ -314,10 +345,11 @@ void RowK4(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   const DI16 di;
   constexpr size_t kBytes = kFifth ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   constexpr size_t kQs = kFifth ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs);
-  VF acc[kT];
+  constexpr size_t kChunks = 16 / kN;
+  VF acc[kT][2];
   VF8 macc[kT];
   for (int t = 0; t < kT; ++t) {
-    acc[t] = hn::Zero(df);
+    acc[t][0] = acc[t][1] = hn::Zero(df);
     macc[t] = hn::Zero(df8);
   }
   alignas(32) float block_scale[kT][8];
@@ -326,38 +358,47 @@ void RowK4(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(kBytes);
     ScalesK4<kT>(blk, sb, tx, block_scale, macc);
+    VU16 qh[kChunks];
+    if constexpr (kFifth) {
+      for (size_t k = 0; k < kChunks; ++k) {
+        qh[k] = hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + offsetof(BlockQ5_K, qh)) +
+                                  k * kN);
+      }
+    }
     for (int c = 0; c < 4; ++c) {
+      VU16 v[kChunks];
+      for (size_t k = 0; k < kChunks; ++k) {
+        v[k] = hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + kQs + 32 * c) + k * kN);
+      }
       for (int half = 0; half < 2; ++half) {  // sub-block 2c + half
         const int64_t xb = sb * 8 + 2 * c + half;
         VI32 s0[kT], s1[kT];
         for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
-        for (size_t o = 0; o < 16; o += kN) {
-          const VU16 v = hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + kQs + 32 * c) + o);
+        for (size_t k = 0; k < kChunks; ++k) {
           VU16 even, odd;
           if (half == 0) {
-            even = hn::And(v, k15);
-            odd = hn::And(hn::ShiftRight<8>(v), k15);
+            even = hn::And(v[k], k15);
+            odd = hn::And(hn::ShiftRight<8>(v[k]), k15);
           } else {
-            even = hn::And(hn::ShiftRight<4>(v), k15);
-            odd = hn::ShiftRight<12>(v);
+            even = hn::And(hn::ShiftRight<4>(v[k]), k15);
+            odd = hn::ShiftRight<12>(v[k]);
           }
           if constexpr (kFifth) {
-            const VU16 h = hn::ShiftRightSame(
-                hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + offsetof(BlockQ5_K, qh)) + o),
-                2 * c + half);
+            const VU16 h = hn::ShiftRightSame(qh[k], 2 * c + half);
             even = hn::Or(even, hn::And(hn::ShiftLeft<4>(h), k16));  // bit 0 (low byte)
             odd = hn::Or(odd, hn::And(hn::ShiftRight<4>(h), k16));   // bit 8 (high byte)
           }
-          DotChunk<kT>(hn::BitCast(di, even), hn::BitCast(di, odd), tx, xb, o, s0, s1);
+          DotChunk<kT>(hn::BitCast(di, even), hn::BitCast(di, odd), tx, xb, k * kN, s0, s1);
         }
         for (int t = 0; t < kT; ++t) {
-          acc[t] = ScaleAdd(s0[t], s1[t], block_scale[t][2 * c + half], acc[t]);
+          acc[t][half] = ScaleAdd(s0[t], s1[t], block_scale[t][2 * c + half], acc[t][half]);
         }
       }
     }
   }
   for (int t = 0; t < kT; ++t) {
-    out[t] = hn::GetLane(hn::SumOfLanes(df, acc[t])) - hn::GetLane(hn::SumOfLanes(df8, macc[t]));
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[t][0], acc[t][1]))) -
+             hn::GetLane(hn::SumOfLanes(df8, macc[t]));
   }
 }
 
@@ -370,7 +411,7 @@ HWY_INLINE void DecodeQ6Plane(VU16 ql, VU16 qh, VI16* even, VI16* odd) {
   const DI16 di;
   const VU16 k15 = hn::Set(du, 0x000F);
   const VU16 k48 = hn::Set(du, 0x0030);
-  VU16 lo_e, lo_o, hi_e, hi_o;
+  VU16 lo_e, lo_o, hi_e;
   if constexpr (kK < 2) {
     lo_e = hn::And(ql, k15);
     lo_o = hn::And(hn::ShiftRight<8>(ql), k15);
@@ -383,19 +424,36 @@ HWY_INLINE void DecodeQ6Plane(VU16 ql, VU16 qh, VI16* even, VI16* odd) {
   if constexpr (kK == 1) hi_e = hn::ShiftLeft<2>(qh);
   if constexpr (kK == 2) hi_e = qh;
   if constexpr (kK == 3) hi_e = hn::ShiftRight<2>(qh);
-  hi_o = hn::ShiftRight<4 + 2 * kK>(qh);
+  const VU16 hi_o = hn::ShiftRight<4 + 2 * kK>(qh);
   const VI16 k32 = hn::Set(di, 32);
   *even = hn::Sub(hn::BitCast(di, hn::Or(lo_e, hn::And(hi_e, k48))), k32);
   *odd = hn::Sub(hn::BitCast(di, hn::Or(lo_o, hn::And(hi_o, k48))), k32);
 }
 
+// The int16 scale of each lane of plane kK, chunk o: logical lanes 0-7 (values 0-15 of the
+// plane) use scales[2k], lanes 8-15 scales[2k+1]. `scales` holds the half's 8 scales as int16
+// in every 128-bit block; a byte shuffle picks them.
+template <int kK>
+HWY_INLINE VI16 PlaneScales(VI16 scales, size_t o) {
+  const hn::Repartition<uint8_t, DI16> d8;
+  // Bytes 2s, 2s+1 for logical lane L, s = 2k + (L >= 8), s counted within the 128-bit block.
+  alignas(32) static constexpr uint8_t kIdx[4][32] = {
+      {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+      {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+      {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10,
+       11, 10, 11, 10, 11},
+      {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14,
+       15, 14, 15, 14, 15, 14, 15, 14, 15}};
+  return hn::BitCast(DI16(), hn::TableLookupBytes(hn::BitCast(d8, scales),
+                                                  hn::LoadU(d8, kIdx[kK] + 2 * o)));
+}
+
 // One q6_K plane for all tokens: codes times their 16-value sub-block scale (int16 products,
 // |(q - 32) * scale| <= 32 * 128), madd with the x codes, one FMA with d * x scale.
 template <int kK, int kT>
-HWY_INLINE void PlaneQ6(const uint8_t* ql, const uint8_t* qh, const int8_t* scales, int64_t xb,
-                        const TokenX* tx, const float (*block_scale)[8], int bi, VF* acc) {
+HWY_INLINE void PlaneQ6(const uint8_t* ql, const uint8_t* qh, VI16 scales, int64_t xb,
+                        const TokenX* tx, const float (*block_scale)[8], int bi, VF (*acc)[2]) {
   const DU16 du;
-  const DI16 di;
   VI32 s0[kT], s1[kT];
   for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
   for (size_t o = 0; o < 16; o += kN) {
@@ -403,35 +461,41 @@ HWY_INLINE void PlaneQ6(const uint8_t* ql, const uint8_t* qh, const int8_t* scal
     const VU16 h = hn::LoadU(du, reinterpret_cast<const uint16_t*>(qh) + o);
     VI16 even, odd;
     DecodeQ6Plane<kK>(l, h, &even, &odd);
-    // Logical lanes 0-7 are values 0-15 of the plane (sub-block 2k), lanes 8-15 sub-block 2k+1.
-    const VI16 s = SelectHalf(o, hn::Set(di, scales[2 * kK]), hn::Set(di, scales[2 * kK + 1]));
+    const VI16 s = PlaneScales<kK>(scales, o);
     DotChunk<kT>(hn::Mul(even, s), hn::Mul(odd, s), tx, xb, o, s0, s1);
   }
-  for (int t = 0; t < kT; ++t) acc[t] = ScaleAdd(s0[t], s1[t], block_scale[t][bi], acc[t]);
+  for (int t = 0; t < kT; ++t) {
+    acc[t][kK & 1] = ScaleAdd(s0[t], s1[t], block_scale[t][bi], acc[t][kK & 1]);
+  }
 }
 
 template <int kT>
 void RowQ6K(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   const DF df;
   const DF8 df8;
+  const DI16 di;
+  const hn::Full128<int16_t> di16x8;
+  const hn::Full64<int8_t> di8x8;
   constexpr size_t kN8 = hn::MaxLanes(DF8());
-  VF acc[kT];
-  for (int t = 0; t < kT; ++t) acc[t] = hn::Zero(df);
+  VF acc[kT][2];
+  for (int t = 0; t < kT; ++t) acc[t][0] = acc[t][1] = hn::Zero(df);
   alignas(32) float block_scale[kT][8];
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(sizeof(BlockQ6_K));
-    const float d = F16ToF32(Load16(blk + offsetof(BlockQ6_K, d)));
+    const VF8 d = hn::Set(df8, weights_simd::F16ToF32Scalar(blk + offsetof(BlockQ6_K, d)));
     for (size_t i = 0; i < 8; i += kN8) {
       for (int t = 0; t < kT; ++t) {
-        hn::Store(hn::Mul(hn::Set(df8, d), hn::LoadU(df8, tx[t].scales + sb * 8 + i)), df8,
-                  block_scale[t] + i);
+        hn::Store(hn::Mul(d, hn::LoadU(df8, tx[t].scales + sb * 8 + i)), df8, block_scale[t] + i);
       }
     }
     const int8_t* scales = reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6_K, scales));
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = blk + offsetof(BlockQ6_K, ql) + 64 * h;
       const uint8_t* qh = blk + offsetof(BlockQ6_K, qh) + 32 * h;
-      const int8_t* sc = scales + 8 * h;
+      // The half's 8 scales as int16, repeated in every 128-bit block.
+      alignas(16) int16_t sc16[8];
+      hn::Store(hn::PromoteTo(di16x8, hn::LoadU(di8x8, scales + 8 * h)), di16x8, sc16);
+      const VI16 sc = hn::LoadDup128(di, sc16);
       const int64_t xb = sb * 8 + 4 * h;
       PlaneQ6<0, kT>(ql, qh, sc, xb + 0, tx, block_scale, 4 * h + 0, acc);
       PlaneQ6<1, kT>(ql, qh, sc, xb + 1, tx, block_scale, 4 * h + 1, acc);
@@ -439,7 +503,9 @@ void RowQ6K(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
       PlaneQ6<3, kT>(ql, qh, sc, xb + 3, tx, block_scale, 4 * h + 3, acc);
     }
   }
-  for (int t = 0; t < kT; ++t) out[t] = hn::GetLane(hn::SumOfLanes(df, acc[t]));
+  for (int t = 0; t < kT; ++t) {
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[t][0], acc[t][1])));
+  }
 }
 
 // ---------------------------------------------------------------- float weights
@@ -465,8 +531,8 @@ float ScalarWeight(GgmlType type, const uint8_t* row, int64_t i) {
     std::memcpy(&v, row + 4 * i, 4);
     return v;
   }
-  const uint16_t h = Load16(row + 2 * i);
-  return type == GgmlType::kF16 ? F16ToF32(h) : BitsFloat(static_cast<uint32_t>(h) << 16);
+  if (type == GgmlType::kF16) return weights_simd::F16ToF32Scalar(row + 2 * i);
+  return BitsFloat(static_cast<uint32_t>(Load16(row + 2 * i)) << 16);
 }
 
 template <GgmlType kType, int kT>
