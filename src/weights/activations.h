@@ -1,10 +1,12 @@
 // Activations x [n_tok][cols] prepared once per matvec/matmul call for the weight type's kernel.
 //
 // Float weights (f32, f16, bf16) use x as it is. Quantized weights use llama.cpp's route: x is
-// quantized per 32-value block to int codes (q8_0-like: scale = max|x| / 127, code =
+// quantized per 32-value block to int8 codes (q8_0-like: scale = max|x| / 127, code =
 // round(x / scale) in [-127, 127]) so the kernels multiply integer weight codes by integer x codes
-// exactly and apply both scales once per block. Per block the exact-ish f32 sum of x is kept too,
-// for the weight formats with an additive min (x-independent offset * sum of x).
+// exactly and apply both scales once per block. Per block the f32 sum of x is kept too, for the
+// weight formats with an additive min (min * sum of x), and the sums of the codes, for the
+// formats whose codes carry a fixed offset (q4_0's -8: the kernels multiply the unsigned code and
+// subtract offset * code sum).
 //
 // Error this adds (the tests' bound): |x - scale * code| <= scale / 2 per value (plus a few fp32
 // ulps from forming 1/scale), so a dot product moves by at most
@@ -32,18 +34,21 @@ struct PreparedActivations {
 
   // Only for quantized weight types:
   bool quantized = false;
-  int64_t n_blocks = 0;      // cols / kActBlock
-  int64_t block_stride = 0;  // n_blocks rounded up to a multiple of 8 (zero padding)
-  // [n_tok][n_blocks][32] int16 codes, each block "pair-split": first the 16 codes of the even
-  // positions 0, 2, .., 30, then the 16 odd ones. Weight bytes hold adjacent positions in the
-  // low and high byte of a 16-bit lane, so this order lets the kernels use plain loads.
-  AlignedBuffer<int16_t> codes;
-  AlignedBuffer<float> scales;  // [n_tok][block_stride]: x ~= scale * code
-  AlignedBuffer<float> sums;    // [n_tok][block_stride]: f32 sum of the block's x, in order
+  int64_t n_blocks = 0;                // cols / kActBlock
+  int64_t block_stride = 0;            // n_blocks rounded up to a multiple of 8 (zero padding)
+  AlignedBuffer<int8_t> codes;         // [n_tok][n_blocks][32] in value order
+  AlignedBuffer<float> scales;         // [n_tok][block_stride]: x ~= scale * code
+  AlignedBuffer<float> sums;           // [n_tok][block_stride]: f32 sum of the block's x, in order
+  AlignedBuffer<float> code_sums;      // [n_tok][block_stride]: sum of the block's 32 codes
+  AlignedBuffer<int16_t> code_sums16;  // [n_tok][2 * block_stride]: sums of codes 0-15, 16-31
 
-  const int16_t* token_codes(int64_t t) const { return codes.data() + t * n_blocks * kActBlock; }
+  const int8_t* token_codes(int64_t t) const { return codes.data() + t * n_blocks * kActBlock; }
   const float* token_scales(int64_t t) const { return scales.data() + t * block_stride; }
   const float* token_sums(int64_t t) const { return sums.data() + t * block_stride; }
+  const float* token_code_sums(int64_t t) const { return code_sums.data() + t * block_stride; }
+  const int16_t* token_code_sums16(int64_t t) const {
+    return code_sums16.data() + t * 2 * block_stride;
+  }
 };
 
 // Prepares x [n_tok][cols] for a weight matrix of `weight_type` with `cols` columns.

@@ -1,18 +1,17 @@
 // Highway SIMD kernels for MatMulRows (matmul.h), dispatched at runtime to the best target.
 //
-// Quantized weights (integer route, as llama.cpp): x arrives quantized per 32-value block as
-// int16 codes in pair-split order (activations.h). A 16-bit load of weight bytes puts adjacent
-// positions 2j and 2j+1 in one lane's low and high byte, so masks and shifts turn it into an
-// "even" and an "odd" int16 vector of weight codes, lane j matching x code j of the even and of the
-// odd half of the block. ReorderWidenMulAccumulate (madd) then forms exact int32 dot products;
-// each 32-value block contributes one fp32 FMA of its int32 sum times (weight scale * x scale).
-// Additive mins contribute min * (f32 sum of the x block), eight blocks per vector FMA.
+// Quantized weights take llama.cpp's integer route: x arrives quantized per 32-value block to
+// int8 codes (activations.h). Weight codes are unpacked to unsigned bytes in value order, and
+// multiplied with the x codes by pmaddubsw (u8 x i8 products summed in pairs to i16; every bound
+// below keeps those sums < 2^15, so it never saturates) and pmaddwd (i16 pairs to i32, by 1 or by
+// a sub-block scale). Each 32-value block then adds one fp32 FMA: float(int32 sum) times
+// (weight scale * x scale). Fixed code offsets (q4_0's -8, q5_0's -16, q6_K's -32) and additive
+// mins are applied per 8 blocks with the x code sums or x sums: one vector FMA each.
 //
-// Lanes: the integer kernels work on a logical 16-lane int16 vector per 32 weight bytes. Targets
-// with 256-bit vectors or wider use one such vector (CappedTag 16); 128-bit targets use two
-// chunks of 8 lanes (offset o = 0, 8). Integer sums are exact, so the chunking cannot change a
-// result; the fp32 operations per token are the same sequence for every tile size, which is why
-// MatVec and a MatMul row agree bit for bit.
+// Lanes: a logical 32-byte vector holds one block's codes. Targets with 256-bit vectors (or
+// wider, capped) use one; 128-bit targets two chunks of 16 (o = 0, 16). The integer sums are
+// exact, so the chunking cannot change a result; the fp32 operations per token are the same
+// sequence for every tile size, which is why MatVec and a MatMul row agree bit for bit.
 //
 // Float weights (f32, f16, bf16): two f32 FMA accumulators per token over x as given.
 
@@ -42,29 +41,38 @@ namespace {
 #if HWY_TARGET != HWY_SCALAR
 
 // Tokens whose outputs one pass over a weight row produces (each weight block is decoded once
-// per tile). 4 keeps the accumulators, sums and decoded codes within 16 vector registers.
+// per tile). 4 keeps the accumulators and decoded codes within 16 vector registers.
 constexpr int kTileTokens = 4;
 // Tokens whose x codes stay cache-resident while every row of the range passes over them.
 constexpr int64_t kTokenBlock = 16;
 
-using DI16 = hn::CappedTag<int16_t, 16>;
-using DU16 = hn::RebindToUnsigned<DI16>;
-using DI32 = hn::Repartition<int32_t, DI16>;
-using DF = hn::Repartition<float, DI16>;
-using DF8 = hn::CappedTag<float, 8>;  // 8 blocks' scales at once
+using DU8 = hn::CappedTag<uint8_t, 32>;
+using DI8 = hn::RebindToSigned<DU8>;
+using DI16 = hn::Repartition<int16_t, DU8>;
+using DI32 = hn::Repartition<int32_t, DU8>;
+using DF = hn::Repartition<float, DU8>;
+// The 8 blocks of a scale group take 8 / kN8 vectors (kN8 = 8 or 4, the f32 lanes per chunk).
+using DF8 = DF;
+using VU8 = hn::Vec<DU8>;
+using VI8 = hn::Vec<DI8>;
 using VI16 = hn::Vec<DI16>;
-using VU16 = hn::Vec<DU16>;
 using VI32 = hn::Vec<DI32>;
 using VF = hn::Vec<DF>;
 using VF8 = hn::Vec<DF8>;
 
-constexpr size_t kN = hn::MaxLanes(DI16());  // int16 lanes per chunk: 8 or 16
-static_assert(kN == 8 || kN == 16, "kernels assume 128-bit or wider vectors");
+constexpr size_t kN = hn::MaxLanes(DU8());  // code bytes per chunk: 16 or 32
+static_assert(kN == 16 || kN == 32, "kernels assume 128-bit or wider vectors");
+constexpr size_t kN8 = hn::MaxLanes(DF8());
+
+using weights_simd::F16BitsToF32;
+using weights_simd::F16ToF32Vec;
 
 struct TokenX {
-  const int16_t* codes;  // [n_blocks][32] pair-split
-  const float* scales;   // [block_stride]
-  const float* sums;     // [block_stride]
+  const int8_t* codes;         // [n_blocks][32]
+  const float* scales;         // [block_stride]
+  const float* sums;           // [block_stride]
+  const float* code_sums;      // [block_stride]
+  const int16_t* code_sums16;  // [2 * block_stride]
 };
 
 uint16_t Load16(const uint8_t* p) {
@@ -73,206 +81,271 @@ uint16_t Load16(const uint8_t* p) {
   return v;
 }
 
-using weights_simd::F16ToF32Vec;
+// ---------------------------------------------------------------- integer products
+// Highway 1.0.3 has no u8 x i8 pair product; x86 has had one since SSSE3 (every x86 target
+// compiled here), other targets get the portable definition.
 
-// One vector FMA per block: acc += float(int32 sum) * (weight scale * x scale).
-HWY_INLINE VF ScaleAdd(VI32 s0, VI32 s1, float scale, VF acc) {
-  const DF df;
-  return hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)), hn::Set(df, scale), acc);
+#undef KVARN_WEIGHTS_X86_INTRINSICS
+#undef KVARN_WEIGHTS_256
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
+#define KVARN_WEIGHTS_X86_INTRINSICS 1
+#else
+#define KVARN_WEIGHTS_X86_INTRINSICS 0
+#endif
+// AVX2 and AVX3 (whose 32-byte CappedTag vectors are 256-bit).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define KVARN_WEIGHTS_256 1
+#else
+#define KVARN_WEIGHTS_256 0
+#endif
+static_assert((kN == 32) == (KVARN_WEIGHTS_256 == 1), "vector width and intrinsics agree");
+
+// Lane j = w[2j] * x[2j] + w[2j+1] * x[2j+1] (w unsigned, x signed). Callers keep |lane| < 2^15.
+HWY_INLINE VI16 MulPairsU8I8(VU8 w, VI8 x) {
+#if KVARN_WEIGHTS_X86_INTRINSICS && KVARN_WEIGHTS_256
+  return VI16{_mm256_maddubs_epi16(w.raw, x.raw)};
+#elif KVARN_WEIGHTS_X86_INTRINSICS
+  return VI16{_mm_maddubs_epi16(w.raw, x.raw)};
+#else
+  const DI16 d16;
+  const hn::RebindToUnsigned<DI16> du16;
+  const auto w16 = hn::BitCast(du16, w);
+  const VI16 x16 = hn::BitCast(d16, x);
+  const VI16 we = hn::BitCast(d16, hn::And(w16, hn::Set(du16, 0xFF)));
+  const VI16 wo = hn::BitCast(d16, hn::ShiftRight<8>(w16));
+  const VI16 xe = hn::ShiftRight<8>(hn::ShiftLeft<8>(x16));
+  const VI16 xo = hn::ShiftRight<8>(x16);
+  return hn::Add(hn::Mul(we, xe), hn::Mul(wo, xo));
+#endif
 }
 
-// Adds the dot products of one 16-lane chunk of weight codes with each token's x codes.
-template <int kT>
-HWY_INLINE void DotChunk(VI16 even, VI16 odd, const TokenX* tx, int64_t block, size_t o, VI32* s0,
-                         VI32* s1) {
-  const DI16 di16;
-  const DI32 di32;
-  for (int t = 0; t < kT; ++t) {
-    const int16_t* xc = tx[t].codes + block * kActBlock;
-    s0[t] = hn::ReorderWidenMulAccumulate(di32, even, hn::LoadU(di16, xc + o), s0[t], s1[t]);
-    s0[t] = hn::ReorderWidenMulAccumulate(di32, odd, hn::LoadU(di16, xc + 16 + o), s0[t], s1[t]);
-  }
+// Lane j = a[2j] * b[2j] + a[2j+1] * b[2j+1] in int32 (pmaddwd).
+HWY_INLINE VI32 MulPairsI16(VI16 a, VI16 b) {
+#if KVARN_WEIGHTS_X86_INTRINSICS && KVARN_WEIGHTS_256
+  return VI32{_mm256_madd_epi16(a.raw, b.raw)};
+#elif KVARN_WEIGHTS_X86_INTRINSICS
+  return VI32{_mm_madd_epi16(a.raw, b.raw)};
+#else
+  const DI32 d32;
+  const VI32 a32 = hn::BitCast(d32, a);
+  const VI32 b32 = hn::BitCast(d32, b);
+  const VI32 ae = hn::ShiftRight<16>(hn::ShiftLeft<16>(a32));
+  const VI32 be = hn::ShiftRight<16>(hn::ShiftLeft<16>(b32));
+  return hn::Add(hn::Mul(ae, be), hn::Mul(hn::ShiftRight<16>(a32), hn::ShiftRight<16>(b32)));
+#endif
 }
 
+// x with its sign flipped where w is negative (psignb; lanes where w == 0 do not matter to the
+// callers, which multiply them by |w| = 0).
+HWY_INLINE VI8 SignLike(VI8 x, VI8 w) {
+#if KVARN_WEIGHTS_X86_INTRINSICS && KVARN_WEIGHTS_256
+  return VI8{_mm256_sign_epi8(x.raw, w.raw)};
+#elif KVARN_WEIGHTS_X86_INTRINSICS
+  return VI8{_mm_sign_epi8(x.raw, w.raw)};
+#else
+  return hn::IfThenElse(hn::Lt(w, hn::Zero(DI8())), hn::Neg(x), x);
+#endif
+}
+
+HWY_INLINE VI16 Ones(size_t /*o*/) { return hn::Set(DI16(), 1); }
+
+// A compiler barrier after the block scales are stored: the broadcasts that follow then load
+// each scale from memory (a load-port broadcast) instead of shuffling it out of the register
+// the compiler remembers it in (two shuffle-port operations per block on AVX2).
+HWY_INLINE void ReloadScalesFromMemory() {
+#if defined(__GNUC__)
+  asm volatile("" ::: "memory");
+#endif
+}
+
+// Lanes holding values 0-15 of a 32-value block take `lower`, values 16-31 `upper`; chunk o
+// covers values o .. o+kN-1.
 template <class V>
-HWY_INLINE V SelectHalf(size_t o, V lower, V upper) {
-  // Logical lanes 0-7 take `lower`, 8-15 `upper`; chunk o covers logical lanes o .. o+kN-1.
+HWY_INLINE V SelectHalf16(size_t o, V lower, V upper) {
   const hn::DFromV<V> d;
-  if constexpr (kN == 16) {
-    return hn::IfThenElse(hn::FirstN(d, 8), lower, upper);
+  if constexpr (kN == 32) {
+    return hn::IfThenElse(hn::FirstN(d, 16 / sizeof(hn::TFromV<V>)), lower, upper);
   } else {
     return o == 0 ? lower : upper;
   }
 }
 
-// ---------------------------------------------------------------- 32-value block formats
-// Each format says where its scale (and min) live and decodes chunk o of a block into even/odd
-// int16 codes, already offset so that value = d * code (+ m).
-
-// For formats whose 16 qs bytes hold value j in the low and j + 16 in the high nibble of byte j:
-// logical lanes 0-7 are byte pairs 0-7 (low nibbles), lanes 8-15 the same pairs' high nibbles.
-HWY_INLINE VU16 NibblePairs(const uint8_t* qs, size_t o) {
-  const DU16 du;
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(qs);
-  if constexpr (kN == 16) {
-    const VU16 v = hn::LoadDup128(du, p);
-    return hn::IfThenElse(hn::FirstN(du, 8), v, hn::ShiftRight<4>(v));
-  } else {
-    const VU16 v = hn::LoadU(du, p);
-    return o == 0 ? v : hn::ShiftRight<4>(v);
+// One block (or plane) of 32 codes for all tokens: acc[t] += float(sum_j w_j x_j) * scale[t].
+// `chunk(o)` gives chunk o's codes: unsigned (VU8), or for kSigned (q8_0) signed (VI8), which
+// are multiplied as |w| times x with w's sign. `pair_weight(o)` is the int16 factor of each
+// pair of products (1, or q6_K's sub-block scales).
+template <int kT, bool kSigned, class Chunk, class PairWeight>
+HWY_INLINE void BlockDot(const Chunk& chunk, const PairWeight& pair_weight, const TokenX* tx,
+                         int64_t xb, const float (*block_scale)[8], int bi, VF* acc) {
+  VI32 sum[kT];
+  for (int t = 0; t < kT; ++t) sum[t] = hn::Zero(DI32());
+  for (size_t o = 0; o < 32; o += kN) {
+    const auto c = chunk(o);
+    const VI16 pw = pair_weight(o);
+    for (int t = 0; t < kT; ++t) {
+      VI8 x = hn::LoadU(DI8(), tx[t].codes + xb * kActBlock + o);
+      VI16 pairs;
+      if constexpr (kSigned) {
+        pairs = MulPairsU8I8(hn::BitCast(DU8(), hn::Abs(c)), SignLike(x, c));
+      } else {
+        pairs = MulPairsU8I8(c, x);
+      }
+      sum[t] = hn::Add(sum[t], MulPairsI16(pairs, pw));
+    }
+  }
+  for (int t = 0; t < kT; ++t) {
+    acc[t] = hn::MulAdd(hn::ConvertTo(DF(), sum[t]), hn::Set(DF(), block_scale[t][bi]), acc[t]);
   }
 }
 
-HWY_INLINE void SplitNibbles(VU16 u, VI16* even, VI16* odd) {
-  const DU16 du;
-  const DI16 di;
-  const VU16 k15 = hn::Set(du, 0x000F);
-  *even = hn::BitCast(di, hn::And(u, k15));
-  *odd = hn::BitCast(di, hn::And(hn::ShiftRight<8>(u), k15));
+// ---------------------------------------------------------------- 32-value block formats
+
+// Codes of a nibble block (value j: low nibble of qs[j], value j + 16: high nibble), chunk o.
+// A template on D so the 256-bit branch is only instantiated where it applies.
+template <class D>
+HWY_INLINE hn::Vec<D> NibbleCodes(D d, const uint8_t* qs, size_t o) {
+  const auto k15 = hn::Set(d, 0x0F);
+  if constexpr (hn::MaxLanes(D()) == 32) {
+    const hn::Half<D> dh;
+    const auto v = hn::LoadU(dh, qs);
+    return hn::And(hn::Combine(d, hn::ShiftRight<4>(v), v), k15);
+  } else {
+    const auto v = hn::LoadU(d, qs);
+    return o == 0 ? hn::And(v, k15) : hn::And(hn::ShiftRight<4>(v), k15);
+  }
 }
 
-// q5_0/q5_1 fifth bits: bit e of the uint32 qh is value e's. Lane j of the even vector holds
-// value 2j (2j - 16 + 16 in the upper logical half), so it tests bit 2(j mod 8) of the matching
-// 16-bit half of qh; the odd vector tests the next bit up.
-HWY_INLINE void AddFifthBits(const uint8_t* qh_bytes, size_t o, VI16* even, VI16* odd) {
-  const DU16 du;
-  const DI16 di;
-  static constexpr uint16_t kEvenBits[16] = {1, 4, 16, 64, 256, 1024, 4096, 16384,
-                                             1, 4, 16, 64, 256, 1024, 4096, 16384};
+// q5_0/q5_1: 16 where bit j of the little-endian uint32 qh is set, for values j of chunk o. A byte
+// shuffle copies qh's byte j / 8 to lane j, a bit test picks bit j % 8.
+HWY_INLINE VU8 FifthBits(const uint8_t* qh_bytes, size_t o) {
+  const DU8 d;
+  alignas(32) static constexpr uint8_t kByte[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+  alignas(32) static constexpr uint8_t kBit[32] = {1,  2,   4,  8,  16,  32, 64, 128, 1,  2,  4,
+                                                   8,  16,  32, 64, 128, 1,  2,  4,   8,  16, 32,
+                                                   64, 128, 1,  2,  4,   8,  16, 32,  64, 128};
   uint32_t qh;
   std::memcpy(&qh, qh_bytes, 4);
-  const VU16 h = SelectHalf(o, hn::Set(du, static_cast<uint16_t>(qh & 0xFFFF)),
-                            hn::Set(du, static_cast<uint16_t>(qh >> 16)));
-  const VU16 be = hn::LoadU(du, kEvenBits);
-  const VU16 bo = hn::ShiftLeft<1>(be);
-  const VU16 k16 = hn::Set(du, 16);
-  *even = hn::Or(*even, hn::BitCast(di, hn::IfThenElseZero(hn::TestBit(h, be), k16)));
-  *odd = hn::Or(*odd, hn::BitCast(di, hn::IfThenElseZero(hn::TestBit(h, bo), k16)));
+  // qh in every 32-bit lane, so every 128-bit block (pshufb's reach) holds its 4 bytes.
+  const VU8 bytes = hn::BitCast(d, hn::Set(hn::Repartition<uint32_t, DU8>(), qh));
+  const VU8 sel = hn::TableLookupBytes(bytes, hn::LoadU(d, kByte + o));
+  return hn::IfThenElseZero(hn::TestBit(sel, hn::LoadU(d, kBit + o)), hn::Set(d, 16));
 }
 
+// Each format: block bytes, offsets of d (and m), the fixed code offset (value = d * (code -
+// offset) [+ m]), whether codes are signed, and chunk o's codes.
 struct FormatQ8_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ8_0);
-  static constexpr bool kHasMin = false;
-  static constexpr size_t kD = offsetof(BlockQ8_0, d), kM = 0;
-  static void Decode(const uint8_t* blk, size_t o, VI16* even, VI16* odd) {
-    const DI16 di;
-    const VI16 v =
-        hn::LoadU(di, reinterpret_cast<const int16_t*>(blk + offsetof(BlockQ8_0, qs)) + o);
-    *even = hn::ShiftRight<8>(hn::ShiftLeft<8>(v));  // sign-extended low bytes
-    *odd = hn::ShiftRight<8>(v);
+  static constexpr int32_t kBytes = sizeof(BlockQ8_0);
+  static constexpr bool kHasMin = false, kSigned = true;
+  static constexpr int kOffset = 0;
+  static VI8 Codes(const uint8_t* blk, size_t o) {
+    return hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ8_0, qs)) + o);
   }
 };
 
 struct FormatQ4_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ4_0);
-  static constexpr bool kHasMin = false;
-  static constexpr size_t kD = offsetof(BlockQ4_0, d), kM = 0;
-  static void Decode(const uint8_t* blk, size_t o, VI16* even, VI16* odd) {
-    const DI16 di;
-    SplitNibbles(NibblePairs(blk + offsetof(BlockQ4_0, qs), o), even, odd);
-    *even = hn::Sub(*even, hn::Set(di, 8));
-    *odd = hn::Sub(*odd, hn::Set(di, 8));
+  static constexpr int32_t kBytes = sizeof(BlockQ4_0);
+  static constexpr bool kHasMin = false, kSigned = false;
+  static constexpr int kOffset = 8;
+  static VU8 Codes(const uint8_t* blk, size_t o) {
+    return NibbleCodes(DU8(), blk + offsetof(BlockQ4_0, qs), o);
   }
 };
 
 struct FormatQ4_1 {
-  static constexpr size_t kBytes = sizeof(BlockQ4_1);
-  static constexpr bool kHasMin = true;
-  static constexpr size_t kD = offsetof(BlockQ4_1, d), kM = offsetof(BlockQ4_1, m);
-  static void Decode(const uint8_t* blk, size_t o, VI16* even, VI16* odd) {
-    SplitNibbles(NibblePairs(blk + offsetof(BlockQ4_1, qs), o), even, odd);
+  static constexpr int32_t kBytes = sizeof(BlockQ4_1);
+  static constexpr bool kHasMin = true, kSigned = false;
+  static constexpr int kOffset = 0;
+  static VU8 Codes(const uint8_t* blk, size_t o) {
+    return NibbleCodes(DU8(), blk + offsetof(BlockQ4_1, qs), o);
   }
 };
 
 struct FormatQ5_0 {
-  static constexpr size_t kBytes = sizeof(BlockQ5_0);
-  static constexpr bool kHasMin = false;
-  static constexpr size_t kD = offsetof(BlockQ5_0, d), kM = 0;
-  static void Decode(const uint8_t* blk, size_t o, VI16* even, VI16* odd) {
-    const DI16 di;
-    SplitNibbles(NibblePairs(blk + offsetof(BlockQ5_0, qs), o), even, odd);
-    AddFifthBits(blk + offsetof(BlockQ5_0, qh), o, even, odd);
-    *even = hn::Sub(*even, hn::Set(di, 16));
-    *odd = hn::Sub(*odd, hn::Set(di, 16));
+  static constexpr int32_t kBytes = sizeof(BlockQ5_0);
+  static constexpr bool kHasMin = false, kSigned = false;
+  static constexpr int kOffset = 16;
+  static VU8 Codes(const uint8_t* blk, size_t o) {
+    return hn::Or(NibbleCodes(DU8(), blk + offsetof(BlockQ5_0, qs), o),
+                  FifthBits(blk + offsetof(BlockQ5_0, qh), o));
   }
 };
 
 struct FormatQ5_1 {
-  static constexpr size_t kBytes = sizeof(BlockQ5_1);
-  static constexpr bool kHasMin = true;
-  static constexpr size_t kD = offsetof(BlockQ5_1, d), kM = offsetof(BlockQ5_1, m);
-  static void Decode(const uint8_t* blk, size_t o, VI16* even, VI16* odd) {
-    SplitNibbles(NibblePairs(blk + offsetof(BlockQ5_1, qs), o), even, odd);
-    AddFifthBits(blk + offsetof(BlockQ5_1, qh), o, even, odd);
+  static constexpr int32_t kBytes = sizeof(BlockQ5_1);
+  static constexpr bool kHasMin = true, kSigned = false;
+  static constexpr int kOffset = 0;
+  static VU8 Codes(const uint8_t* blk, size_t o) {
+    return hn::Or(NibbleCodes(DU8(), blk + offsetof(BlockQ5_1, qs), o),
+                  FifthBits(blk + offsetof(BlockQ5_1, qh), o));
   }
 };
 
-// One 32-value block for all tokens: acc[t] += (int32 dot of codes) * block_scale[t][i].
-template <class Format, int kT>
-HWY_INLINE void BlockDot32(const uint8_t* row, int64_t block, const TokenX* tx,
-                           const float (*block_scale)[8], int i, VF* acc) {
-  const uint8_t* blk = row + block * static_cast<int64_t>(Format::kBytes);
-  VI32 s0[kT], s1[kT];
-  for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
-  for (size_t o = 0; o < 16; o += kN) {
-    VI16 even, odd;
-    Format::Decode(blk, o, &even, &odd);
-    DotChunk<kT>(even, odd, tx, block, o, s0, s1);
+// The 32-bit words at the start of blocks g .. g+7 (d, and m next to it; zero past the end).
+// Scalar loads into a small array: fetched one group ahead of use, so the vector load that reads
+// them finds the narrow stores long retired (a gather is slower on the CPUs at hand, and an
+// immediate reload of narrow stores stalls on store forwarding).
+template <class Format>
+HWY_INLINE void FetchScaleWords(const uint8_t* row, int64_t g, int64_t n_blocks, uint32_t* words) {
+  for (int64_t i = 0; i < 8; ++i) {
+    uint32_t w = 0;
+    if (g + i < n_blocks) std::memcpy(&w, row + (g + i) * Format::kBytes, 4);
+    words[i] = w;
   }
-  for (int t = 0; t < kT; ++t) acc[t] = ScaleAdd(s0[t], s1[t], block_scale[t][i], acc[t]);
 }
 
-// Rows of 32-value blocks. Scales are handled 8 blocks at a time: one gather fetches the 32-bit
-// word at each block's start (d, and m for the formats that have it, next to it), one vector
-// converts the fp16 bits, times the 8 x scales of each token; the mins' contribution is one FMA
-// with the 8 x sums. Two accumulators per token (even/odd blocks) halve the FMA latency chain.
+// Rows of 32-value blocks. Scales are handled 8 blocks at a time: one vector converts the fp16
+// bits and multiplies the 8 x scales of each token; the code offset (times the x code sums) and
+// the mins (times the x sums) are one FMA each. Two accumulators per token (even/odd blocks)
+// halve the FMA latency chain.
 template <class Format, int kT>
 void RowBlocks32(const uint8_t* row, int64_t n_blocks, const TokenX* tx, float* out) {
-  static_assert(Format::kD == 0 && (!Format::kHasMin || Format::kM == 2), "d (m) first");
+  static_assert(offsetof(BlockQ4_1, m) == 2 && offsetof(BlockQ5_1, m) == 2, "m next to d");
   const DF df;
-  const DF8 df8;
-  const hn::RebindToSigned<DF8> di32;
-  const hn::RebindToUnsigned<DF8> du32;
-  constexpr size_t kN8 = hn::MaxLanes(DF8());
-  constexpr int32_t kBytes = static_cast<int32_t>(Format::kBytes);
-  VF acc0[kT], acc1[kT];
-  VF8 macc[kT];
-  for (int t = 0; t < kT; ++t) {
-    acc0[t] = acc1[t] = hn::Zero(df);
-    macc[t] = hn::Zero(df8);
-  }
+  const hn::RebindToUnsigned<DF> du32;
+  VF acc0[kT], acc1[kT], macc[kT];
+  for (int t = 0; t < kT; ++t) acc0[t] = acc1[t] = macc[t] = hn::Zero(df);
   alignas(32) float block_scale[kT][8];
+  alignas(32) uint32_t words[2][8];
+  FetchScaleWords<Format>(row, 0, n_blocks, words[0]);
   for (int64_t g = 0; g < n_blocks; g += 8) {
-    const int64_t ng = std::min<int64_t>(8, n_blocks - g);
-    const uint32_t* base = reinterpret_cast<const uint32_t*>(row + g * kBytes);
+    const uint32_t* cur = words[(g / 8) & 1];
     for (size_t i = 0; i < 8; i += kN8) {
-      // Past the last block, lanes re-read the last one (their scales go unused).
-      const auto block = hn::Min(hn::Iota(di32, static_cast<int32_t>(i)),
-                                 hn::Set(di32, static_cast<int32_t>(ng - 1)));
-      const auto words = hn::GatherOffset(du32, base, hn::Mul(block, hn::Set(di32, kBytes)));
-      const VF8 d = weights_simd::F16BitsToF32(df8, hn::And(words, hn::Set(du32, 0xFFFFu)));
+      const auto w = hn::Load(du32, cur + i);
+      const VF d = F16BitsToF32(df, hn::And(w, hn::Set(du32, 0xFFFFu)));
       for (int t = 0; t < kT; ++t) {
-        hn::Store(hn::Mul(d, hn::LoadU(df8, tx[t].scales + g + i)), df8, block_scale[t] + i);
+        const VF bs = hn::Mul(d, hn::LoadU(df, tx[t].scales + g + i));
+        hn::Store(bs, df, block_scale[t] + i);
+        if constexpr (Format::kOffset != 0) {
+          const VF off = hn::Mul(hn::LoadU(df, tx[t].code_sums + g + i),
+                                 hn::Set(df, -static_cast<float>(Format::kOffset)));
+          macc[t] = hn::MulAdd(bs, off, macc[t]);
+        }
       }
       if constexpr (Format::kHasMin) {
-        const VF8 m = weights_simd::F16BitsToF32(df8, hn::ShiftRight<16>(words));
+        const VF m = F16BitsToF32(df, hn::ShiftRight<16>(w));
         for (int t = 0; t < kT; ++t) {
-          macc[t] = hn::MulAdd(m, hn::LoadU(df8, tx[t].sums + g + i), macc[t]);
+          macc[t] = hn::MulAdd(m, hn::LoadU(df, tx[t].sums + g + i), macc[t]);
         }
       }
     }
+    if (g + 8 < n_blocks) FetchScaleWords<Format>(row, g + 8, n_blocks, words[(g / 8 + 1) & 1]);
+    ReloadScalesFromMemory();
+    const int64_t ng = std::min<int64_t>(8, n_blocks - g);
     // Blocks in pairs, even blocks into acc0 and odd into acc1 (named, not indexed by i & 1,
     // so the accumulators stay in registers).
     for (int64_t i = 0; i < ng; i += 2) {
-      BlockDot32<Format, kT>(row, g + i, tx, block_scale, static_cast<int>(i), acc0);
-      if (i + 1 < ng) {
-        BlockDot32<Format, kT>(row, g + i + 1, tx, block_scale, static_cast<int>(i + 1), acc1);
+      for (int k = 0; k < 2 && i + k < ng; ++k) {
+        const uint8_t* blk = row + (g + i + k) * Format::kBytes;
+        const auto chunk = [blk](size_t o) { return Format::Codes(blk, o); };
+        BlockDot<kT, Format::kSigned>(chunk, Ones, tx, g + i + k, block_scale,
+                                      static_cast<int>(i + k), k == 0 ? acc0 : acc1);
       }
     }
   }
   for (int t = 0; t < kT; ++t) {
-    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[t], acc1[t])));
-    if constexpr (Format::kHasMin) out[t] += hn::GetLane(hn::SumOfLanes(df8, macc[t]));
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[t], acc1[t]))) +
+             hn::GetLane(hn::SumOfLanes(df, macc[t]));
   }
 }
 
@@ -298,213 +371,156 @@ HWY_INLINE void UnpackScalesMinsK4(const uint8_t* packed, uint8_t* out16) {
   const auto lane3 = hn::Eq(hn::Iota(d4, 0), hn::Set(d4, 3u));
   const auto low =
       hn::And(hn::IfThenElse(lane3, hn::ShiftRight<4>(lo_src), lo_src), hn::Load(d4, kLowMask));
-  const auto high = hn::And(hn::ShiftLeft<4>(hn::And(hn::ShiftRight<6>(hi_src),
-                                                      hn::Set(d4, 0x03030303u))),
-                            hn::Load(d4, kHighLanes));
+  const auto high =
+      hn::And(hn::ShiftLeft<4>(hn::And(hn::ShiftRight<6>(hi_src), hn::Set(d4, 0x03030303u))),
+              hn::Load(d4, kHighLanes));
   hn::Store(hn::BitCast(d8, hn::Or(low, high)), d8, out16);
 }
 
 // Per super-block setup shared by q4_K and q5_K: block_scale[t][s] = d * sc[s] * x scale of
-// sub-block s; macc[t] += dmin * mn[s] * x sum of sub-block s (subtracted at the end).
+// sub-block s; macc[t] -= dmin * mn[s] * x sum of sub-block s.
 template <int kT>
-HWY_INLINE void ScalesK4(const uint8_t* blk, int64_t sb, const TokenX* tx,
-                         float (*block_scale)[8], VF8* macc) {
-  const DF8 df8;
-  const hn::Rebind<int32_t, DF8> di32;
-  const hn::Rebind<uint8_t, DF8> du8;
-  const hn::Rebind<uint32_t, DF8> du32;
-  constexpr size_t kN8 = hn::MaxLanes(DF8());
-  // d and dmin are adjacent: convert both with one 32-bit load.
+HWY_INLINE void ScalesK4(const uint8_t* blk, int64_t sb, const TokenX* tx, float (*block_scale)[8],
+                         VF* macc) {
+  const DF df;
+  const hn::RebindToSigned<DF> di32;
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint8_t, DF> du8;
+  // d and dmin are adjacent: one 32-bit load.
   uint32_t d_dmin;
   std::memcpy(&d_dmin, blk, 4);
-  const VF8 d = weights_simd::F16BitsToF32(df8, hn::Set(du32, d_dmin & 0xFFFFu));
-  const VF8 dmin = weights_simd::F16BitsToF32(df8, hn::Set(du32, d_dmin >> 16));
+  const VF d = F16BitsToF32(df, hn::Set(du32, d_dmin & 0xFFFFu));
+  const VF dmin = F16BitsToF32(df, hn::Set(du32, d_dmin >> 16));
   alignas(16) uint8_t sm[16];
   UnpackScalesMinsK4(blk + 4, sm);
   for (size_t i = 0; i < 8; i += kN8) {
-    const VF8 sc = hn::ConvertTo(df8, hn::PromoteTo(di32, hn::LoadU(du8, sm + i)));
-    const VF8 mn = hn::ConvertTo(df8, hn::PromoteTo(di32, hn::LoadU(du8, sm + 8 + i)));
-    const VF8 dsc = hn::Mul(d, sc);      // exact: 11 + 6 significant bits
-    const VF8 mmin = hn::Mul(dmin, mn);  // exact likewise
+    const VF sc = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, sm + i)));
+    const VF mn = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, sm + 8 + i)));
+    const VF dsc = hn::Mul(d, sc);      // exact: 11 + 6 significant bits
+    const VF mmin = hn::Mul(dmin, mn);  // exact likewise
     for (int t = 0; t < kT; ++t) {
-      hn::Store(hn::Mul(dsc, hn::LoadU(df8, tx[t].scales + sb * 8 + i)), df8, block_scale[t] + i);
-      macc[t] = hn::MulAdd(mmin, hn::LoadU(df8, tx[t].sums + sb * 8 + i), macc[t]);
+      hn::Store(hn::Mul(dsc, hn::LoadU(df, tx[t].scales + sb * 8 + i)), df, block_scale[t] + i);
+      macc[t] = hn::NegMulAdd(mmin, hn::LoadU(df, tx[t].sums + sb * 8 + i), macc[t]);
     }
   }
 }
 
-// q4_K (kFifth false) and q5_K (kFifth true). Chunk c covers values 64c .. 64c+63: qs bytes
-// 32c .. 32c+31 as 16-bit lanes give sub-block 2c's codes (low nibbles of the low/high byte:
-// even/odd) and sub-block 2c+1's (high nibbles). q5_K's fifth bits: bit 2c (2c+1) of qh[l].
-// Sub-blocks 2c and 2c+1 accumulate into separate registers (two FMA chains).
+// q4_K (kFifth false) and q5_K (kFifth true). Values 64c .. 64c+63 take their codes from qs
+// bytes 32c .. 32c+31: low nibbles are sub-block 2c, high nibbles 2c+1, both in value order.
+// q5_K adds 16 where bit 2c (2c+1) of qh[l] is set. Sub-blocks 2c and 2c+1 accumulate into
+// separate registers (two FMA chains).
 template <bool kFifth, int kT>
 void RowK4(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   const DF df;
-  const DF8 df8;
-  const DU16 du;
-  const DI16 di;
+  const DU8 du;
   constexpr size_t kBytes = kFifth ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   constexpr size_t kQs = kFifth ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs);
-  constexpr size_t kChunks = 16 / kN;
-  VF acc[kT][2];
-  VF8 macc[kT];
-  for (int t = 0; t < kT; ++t) {
-    acc[t][0] = acc[t][1] = hn::Zero(df);
-    macc[t] = hn::Zero(df8);
-  }
+  VF acc0[kT], acc1[kT], macc[kT];
+  for (int t = 0; t < kT; ++t) acc0[t] = acc1[t] = macc[t] = hn::Zero(df);
   alignas(32) float block_scale[kT][8];
-  const VU16 k15 = hn::Set(du, 0x000F);
-  const VU16 k16 = hn::Set(du, 0x0010);
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(kBytes);
     ScalesK4<kT>(blk, sb, tx, block_scale, macc);
-    VU16 qh[kChunks];
-    if constexpr (kFifth) {
-      for (size_t k = 0; k < kChunks; ++k) {
-        qh[k] = hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + offsetof(BlockQ5_K, qh)) +
-                                  k * kN);
-      }
-    }
+    ReloadScalesFromMemory();
     for (int c = 0; c < 4; ++c) {
-      VU16 v[kChunks];
-      for (size_t k = 0; k < kChunks; ++k) {
-        v[k] = hn::LoadU(du, reinterpret_cast<const uint16_t*>(blk + kQs + 32 * c) + k * kN);
-      }
-      for (int half = 0; half < 2; ++half) {  // sub-block 2c + half
-        const int64_t xb = sb * 8 + 2 * c + half;
-        VI32 s0[kT], s1[kT];
-        for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
-        for (size_t k = 0; k < kChunks; ++k) {
-          VU16 even, odd;
-          if (half == 0) {
-            even = hn::And(v[k], k15);
-            odd = hn::And(hn::ShiftRight<8>(v[k]), k15);
-          } else {
-            even = hn::And(hn::ShiftRight<4>(v[k]), k15);
-            odd = hn::ShiftRight<12>(v[k]);
-          }
-          if constexpr (kFifth) {
-            const VU16 h = hn::ShiftRightSame(qh[k], 2 * c + half);
-            even = hn::Or(even, hn::And(hn::ShiftLeft<4>(h), k16));  // bit 0 (low byte)
-            odd = hn::Or(odd, hn::And(hn::ShiftRight<4>(h), k16));   // bit 8 (high byte)
-          }
-          DotChunk<kT>(hn::BitCast(di, even), hn::BitCast(di, odd), tx, xb, k * kN, s0, s1);
+      const uint8_t* qs = blk + kQs + 32 * c;
+      const auto low = [&](size_t o) {
+        VU8 v = hn::And(hn::LoadU(du, qs + o), hn::Set(du, 0x0F));
+        if constexpr (kFifth) {
+          const VU8 h = hn::LoadU(du, blk + offsetof(BlockQ5_K, qh) + o);
+          const VU8 bit = hn::Set(du, static_cast<uint8_t>(1u << (2 * c)));
+          v = hn::Or(v, hn::IfThenElseZero(hn::TestBit(h, bit), hn::Set(du, 16)));
         }
-        for (int t = 0; t < kT; ++t) {
-          acc[t][half] = ScaleAdd(s0[t], s1[t], block_scale[t][2 * c + half], acc[t][half]);
+        return v;
+      };
+      const auto high = [&](size_t o) {
+        VU8 v = hn::And(hn::ShiftRight<4>(hn::LoadU(du, qs + o)), hn::Set(du, 0x0F));
+        if constexpr (kFifth) {
+          const VU8 h = hn::LoadU(du, blk + offsetof(BlockQ5_K, qh) + o);
+          const VU8 bit = hn::Set(du, static_cast<uint8_t>(2u << (2 * c)));
+          v = hn::Or(v, hn::IfThenElseZero(hn::TestBit(h, bit), hn::Set(du, 16)));
         }
-      }
+        return v;
+      };
+      BlockDot<kT, false>(low, Ones, tx, sb * 8 + 2 * c, block_scale, 2 * c, acc0);
+      BlockDot<kT, false>(high, Ones, tx, sb * 8 + 2 * c + 1, block_scale, 2 * c + 1, acc1);
     }
   }
   for (int t = 0; t < kT; ++t) {
-    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[t][0], acc[t][1]))) -
-             hn::GetLane(hn::SumOfLanes(df8, macc[t]));
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[t], acc1[t]))) +
+             hn::GetLane(hn::SumOfLanes(df, macc[t]));
   }
 }
 
-// q6_K plane k (0-3) of a half: values 32k .. 32k+31. Low 4 bits from ql bytes 32(k & 1) ..
-// (nibble k >> 1), high 2 bits from bits 2k, 2k+1 of qh[l]; the odd (high) byte of a lane holds
-// its bits 8 positions up.
+// q6_K plane k (0-3) of a half: values 32k .. 32k+31, code = low 4 bits from ql bytes
+// 32(k & 1) .. (nibble k >> 1) | bits 2k, 2k+1 of qh[l] at positions 4, 5 - unsigned 0..63;
+// the -32 offset is applied with the x code sums.
 template <int kK>
-HWY_INLINE void DecodeQ6Plane(VU16 ql, VU16 qh, VI16* even, VI16* odd) {
-  const DU16 du;
-  const DI16 di;
-  const VU16 k15 = hn::Set(du, 0x000F);
-  const VU16 k48 = hn::Set(du, 0x0030);
-  VU16 lo_e, lo_o, hi_e;
-  if constexpr (kK < 2) {
-    lo_e = hn::And(ql, k15);
-    lo_o = hn::And(hn::ShiftRight<8>(ql), k15);
-  } else {
-    lo_e = hn::And(hn::ShiftRight<4>(ql), k15);
-    lo_o = hn::ShiftRight<12>(ql);
-  }
-  // Bits 2k, 2k+1 to positions 4, 5.
-  if constexpr (kK == 0) hi_e = hn::ShiftLeft<4>(qh);
-  if constexpr (kK == 1) hi_e = hn::ShiftLeft<2>(qh);
-  if constexpr (kK == 2) hi_e = qh;
-  if constexpr (kK == 3) hi_e = hn::ShiftRight<2>(qh);
-  const VU16 hi_o = hn::ShiftRight<4 + 2 * kK>(qh);
-  const VI16 k32 = hn::Set(di, 32);
-  *even = hn::Sub(hn::BitCast(di, hn::Or(lo_e, hn::And(hi_e, k48))), k32);
-  *odd = hn::Sub(hn::BitCast(di, hn::Or(lo_o, hn::And(hi_o, k48))), k32);
+HWY_INLINE VU8 Q6PlaneCodes(const uint8_t* ql, const uint8_t* qh, size_t o) {
+  const DU8 d;
+  const VU8 l = hn::LoadU(d, ql + 32 * (kK & 1) + o);
+  const VU8 h = hn::LoadU(d, qh + o);
+  const VU8 low = kK < 2 ? hn::And(l, hn::Set(d, 0x0F)) : hn::ShiftRight<4>(l);
+  VU8 high;
+  if constexpr (kK == 0) high = hn::ShiftLeft<4>(h);
+  if constexpr (kK == 1) high = hn::ShiftLeft<2>(h);
+  if constexpr (kK == 2) high = h;
+  if constexpr (kK == 3) high = hn::ShiftRight<2>(h);
+  return hn::Or(low, hn::And(high, hn::Set(d, 0x30)));
 }
 
-// The int16 scale of each lane of plane kK, chunk o: logical lanes 0-7 (values 0-15 of the
-// plane) use scales[2k], lanes 8-15 scales[2k+1]. `scales` holds the half's 8 scales as int16
-// in every 128-bit block; a byte shuffle picks them.
-template <int kK>
-HWY_INLINE VI16 PlaneScales(VI16 scales, size_t o) {
-  const hn::Repartition<uint8_t, DI16> d8;
-  // Bytes 2s, 2s+1 for logical lane L, s = 2k + (L >= 8), s counted within the 128-bit block.
-  alignas(32) static constexpr uint8_t kIdx[4][32] = {
-      {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
-      {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
-      {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10,
-       11, 10, 11, 10, 11},
-      {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14,
-       15, 14, 15, 14, 15, 14, 15, 14, 15}};
-  return hn::BitCast(DI16(), hn::TableLookupBytes(hn::BitCast(d8, scales),
-                                                  hn::LoadU(d8, kIdx[kK] + 2 * o)));
-}
-
-// One q6_K plane for all tokens: codes times their 16-value sub-block scale (int16 products,
-// |(q - 32) * scale| <= 32 * 128), madd with the x codes, one FMA with d * x scale.
+// One q6_K plane for all tokens. Its values 0-15 are sub-block 2k of the half, 16-31 sub-block
+// 2k+1: the pair products (< 2 * 63 * 127) are weighted by those int8 scales in the int16 x
+// int16 step (|sum| <= 2 * 16002 * 128 per lane).
 template <int kK, int kT>
-HWY_INLINE void PlaneQ6(const uint8_t* ql, const uint8_t* qh, VI16 scales, int64_t xb,
-                        const TokenX* tx, const float (*block_scale)[8], int bi, VF (*acc)[2]) {
-  const DU16 du;
-  VI32 s0[kT], s1[kT];
-  for (int t = 0; t < kT; ++t) s0[t] = s1[t] = hn::Zero(DI32());
-  for (size_t o = 0; o < 16; o += kN) {
-    const VU16 l = hn::LoadU(du, reinterpret_cast<const uint16_t*>(ql + 32 * (kK & 1)) + o);
-    const VU16 h = hn::LoadU(du, reinterpret_cast<const uint16_t*>(qh) + o);
-    VI16 even, odd;
-    DecodeQ6Plane<kK>(l, h, &even, &odd);
-    const VI16 s = PlaneScales<kK>(scales, o);
-    DotChunk<kT>(hn::Mul(even, s), hn::Mul(odd, s), tx, xb, o, s0, s1);
-  }
-  for (int t = 0; t < kT; ++t) {
-    acc[t][kK & 1] = ScaleAdd(s0[t], s1[t], block_scale[t][bi], acc[t][kK & 1]);
-  }
+HWY_INLINE void PlaneQ6(const uint8_t* ql, const uint8_t* qh, const int8_t* scales, int64_t xb,
+                        const TokenX* tx, const float (*block_scale)[8], int bi, VF* acc) {
+  const DI16 d16;
+  const auto chunk = [&](size_t o) { return Q6PlaneCodes<kK>(ql, qh, o); };
+  const auto pair_weight = [&](size_t o) {
+    return SelectHalf16(o, hn::Set(d16, scales[2 * kK]), hn::Set(d16, scales[2 * kK + 1]));
+  };
+  BlockDot<kT, false>(chunk, pair_weight, tx, xb, block_scale, bi, acc);
 }
 
 template <int kT>
 void RowQ6K(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   const DF df;
-  const DF8 df8;
-  const DI16 di;
-  const hn::Full128<int16_t> di16x8;
-  const hn::Full64<int8_t> di8x8;
-  constexpr size_t kN8 = hn::MaxLanes(DF8());
-  VF acc[kT][2];
-  for (int t = 0; t < kT; ++t) acc[t][0] = acc[t][1] = hn::Zero(df);
+  const DI16 d16;
+  const hn::Rebind<int8_t, DI16> d8;
+  VF acc0[kT], acc1[kT], macc[kT];
+  for (int t = 0; t < kT; ++t) acc0[t] = acc1[t] = macc[t] = hn::Zero(df);
   alignas(32) float block_scale[kT][8];
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(sizeof(BlockQ6_K));
-    const VF8 d = hn::Set(df8, weights_simd::F16ToF32Scalar(blk + offsetof(BlockQ6_K, d)));
+    const VF d = hn::Set(df, weights_simd::F16ToF32Scalar(blk + offsetof(BlockQ6_K, d)));
+    const int8_t* scales = reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6_K, scales));
     for (size_t i = 0; i < 8; i += kN8) {
+      // The -32 offset of x-block b: -32 * (scale 2b * code sum 0-15 + scale 2b+1 * sum 16-31).
+      const VI16 sc = hn::PromoteTo(d16, hn::LoadU(d8, scales + 2 * i));
       for (int t = 0; t < kT; ++t) {
-        hn::Store(hn::Mul(d, hn::LoadU(df8, tx[t].scales + sb * 8 + i)), df8, block_scale[t] + i);
+        const VF bs = hn::Mul(d, hn::LoadU(df, tx[t].scales + sb * 8 + i));
+        hn::Store(bs, df, block_scale[t] + i);
+        const VI16 cs = hn::LoadU(d16, tx[t].code_sums16 + 2 * (sb * 8 + i));
+        const VF off = hn::Mul(hn::ConvertTo(df, MulPairsI16(sc, cs)), hn::Set(df, -32.0f));
+        macc[t] = hn::MulAdd(bs, off, macc[t]);
       }
     }
-    const int8_t* scales = reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6_K, scales));
+    ReloadScalesFromMemory();
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = blk + offsetof(BlockQ6_K, ql) + 64 * h;
       const uint8_t* qh = blk + offsetof(BlockQ6_K, qh) + 32 * h;
-      // The half's 8 scales as int16, repeated in every 128-bit block.
-      alignas(16) int16_t sc16[8];
-      hn::Store(hn::PromoteTo(di16x8, hn::LoadU(di8x8, scales + 8 * h)), di16x8, sc16);
-      const VI16 sc = hn::LoadDup128(di, sc16);
+      const int8_t* sc = scales + 8 * h;
       const int64_t xb = sb * 8 + 4 * h;
-      PlaneQ6<0, kT>(ql, qh, sc, xb + 0, tx, block_scale, 4 * h + 0, acc);
-      PlaneQ6<1, kT>(ql, qh, sc, xb + 1, tx, block_scale, 4 * h + 1, acc);
-      PlaneQ6<2, kT>(ql, qh, sc, xb + 2, tx, block_scale, 4 * h + 2, acc);
-      PlaneQ6<3, kT>(ql, qh, sc, xb + 3, tx, block_scale, 4 * h + 3, acc);
+      PlaneQ6<0, kT>(ql, qh, sc, xb + 0, tx, block_scale, 4 * h + 0, acc0);
+      PlaneQ6<1, kT>(ql, qh, sc, xb + 1, tx, block_scale, 4 * h + 1, acc1);
+      PlaneQ6<2, kT>(ql, qh, sc, xb + 2, tx, block_scale, 4 * h + 2, acc0);
+      PlaneQ6<3, kT>(ql, qh, sc, xb + 3, tx, block_scale, 4 * h + 3, acc1);
     }
   }
   for (int t = 0; t < kT; ++t) {
-    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc[t][0], acc[t][1])));
+    out[t] = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[t], acc1[t]))) +
+             hn::GetLane(hn::SumOfLanes(df, macc[t]));
   }
 }
 
@@ -609,9 +625,10 @@ void MatMulRowsKernel(const MatMulKernelArgs& a) {
     const float* xf[kTokenBlock];
     for (int64_t t = t0; t < t1; ++t) {
       if (act.quantized) {
-        tx[t - t0] = {act.token_codes(t), act.token_scales(t), act.token_sums(t)};
+        tx[t - t0] = {act.token_codes(t), act.token_scales(t), act.token_sums(t),
+                      act.token_code_sums(t), act.token_code_sums16(t)};
       } else {
-        tx[t - t0] = {nullptr, nullptr, nullptr};
+        tx[t - t0] = {nullptr, nullptr, nullptr, nullptr, nullptr};
       }
       xf[t - t0] = act.x + t * act.cols;
     }

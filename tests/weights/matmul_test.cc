@@ -21,7 +21,7 @@ using weights_test::BlockSize;
 using weights_test::ForEachSimdTarget;
 using weights_test::kAllTypes;
 using weights_test::kEps;
-using weights_test::MinMagnitude;
+using weights_test::OffsetMagnitude;
 using weights_test::RandomRows;
 using weights_test::RandomVector;
 using weights_test::RowBytes;
@@ -33,22 +33,24 @@ struct Shape {
 };
 
 // The worst-case error of the fast path against the exact product of the reference-dequantized
-// weights with x, for output (t, r). Two parts:
+// weights with x, for output (t, r). Write each weight as w_i = a_i + o_i: o_i is the part the
+// kernels apply apart from the code products (OffsetMagnitude: a min times the exact x sum, or a
+// code offset times the x code sum), a_i the rest. Two parts:
 //
-// (a) Quantized types see x through its per-block q8 quantization (activations.h): the
-//     weight's scaled part a_i (w_i = a_i - min_i) multiplies x^_i instead of x_i, so the output
-//     moves by sum_i a_i (x^_i - x_i), at most sum_i (|w_i| + |min_i|) |x^_i - x_i|. The mins
-//     multiply the exact x sums and add nothing here. Zero for float types.
+// (a) Quantized types see x through its per-block q8 quantization (activations.h): every weight
+//     part but the mins multiplies x^_i instead of x_i, so the output moves by at most
+//     sum_i (|w_i| + |o_i|) |x^_i - x_i| (the test computes x^ exactly). Zero for float types.
 //
-// (b) fp32 rounding. Quantized types: every block's int32 dot product is exact and converts
-//     exactly (|sum| < 2^24); its scale d_w * d_x rounds once; the FMAs into one accumulator lane
-//     are at most n_blocks sequential roundings; the mins' x sums are 32-term f32 sums; then
-//     the lane reductions (<= 4 levels for 16 lanes) and the final add. Each rounding is at most
-//     eps times a partial sum bounded by M = sum_i (|a_i| |x^_i| + |min_i| |x_i|), so
-//     |error| <= (n_blocks + 32 + 8) * eps * M, with 8 covering scale products, reductions and
-//     the reference's own rounding of its weights and result. Float types: two accumulators of
-//     at least 4 lanes each, so at most cols / 8 sequential FMAs per lane, plus the scalar tail
-//     (< 32 values) and reductions: (cols / 8 + 32 + 8) * eps * sum_i |w_i x_i|.
+// (b) fp32 rounding. Quantized types: every block's int32 dot product is exact, and converts
+//     exactly unless |sum| >= 2^24 (q6_K, one rounding then); its scale d_w * d_x rounds once;
+//     the FMAs into one accumulator lane are at most n_blocks sequential roundings; the mins' x
+//     sums are 32-term f32 sums; then the lane reductions (<= 4 levels for 16 lanes) and the
+//     final add. Each rounding is at most eps times a partial sum bounded by
+//     M = sum_i ((|w_i| + |o_i|) |x^_i| + |o_i| |x_i|), so the error is at most
+//     (n_blocks + 32 + 8) * eps * M, the 8 covering the conversions, scale products, reductions
+//     and the reference's own rounding of its weights and result. Float types: two accumulators
+//     of at least 4 lanes each, so at most cols / 8 sequential FMAs per lane, plus the scalar
+//     tail (< 32 values) and reductions: (cols / 8 + 32 + 8) * eps * sum_i |w_i x_i|.
 double ErrorBound(GgmlType type, const uint8_t* row, const float* w_row, const float* x,
                   const PreparedActivations& act, int64_t t, int64_t cols) {
   const bool quantized = FindGgmlTypeInfo(type)->quantized;
@@ -60,7 +62,7 @@ double ErrorBound(GgmlType type, const uint8_t* row, const float* w_row, const f
       mag += w * xv;
       continue;
     }
-    const double m = MinMagnitude(type, row, c);
+    const double m = OffsetMagnitude(type, row, c);
     const double xq = static_cast<double>(DequantizedActivation(act, t, c));
     quant += (w + m) * std::fabs(xq - static_cast<double>(x[c]));
     mag += (w + m) * std::fabs(xq) + m * xv;

@@ -78,15 +78,21 @@ inline std::vector<float> RandomVector(int64_t n, uint64_t seed) {
   return x;
 }
 
-// Magnitude of the additive min of value c in a row (0 for formats without one): the part of
-// the weight that the kernels multiply by the exact x sum rather than by quantized x codes.
-inline double MinMagnitude(GgmlType type, const uint8_t* row, int64_t c) {
+// Magnitude of the part of weight c of a row that the kernels apply apart from the code
+// products (0 for formats without one): the additive min (q4_1, q5_1, q4_K, q5_K: times the
+// exact x sums) or the fixed code offset's share (q4_0: 8d, q5_0: 16d, q6_K: 32 d scale: times
+// the x code sums).
+inline double OffsetMagnitude(GgmlType type, const uint8_t* row, int64_t c) {
   auto f16 = [](const uint8_t* p) {
     f16_t h;
     std::memcpy(&h, p, 2);
     return static_cast<double>(F16ToF32(h));
   };
   switch (type) {
+    case GgmlType::kQ4_0:
+      return 8 * std::fabs(f16(row + (c / 32) * sizeof(BlockQ4_0)));
+    case GgmlType::kQ5_0:
+      return 16 * std::fabs(f16(row + (c / 32) * sizeof(BlockQ5_0)));
     case GgmlType::kQ4_1:
       return std::fabs(f16(row + (c / 32) * sizeof(BlockQ4_1) + offsetof(BlockQ4_1, m)));
     case GgmlType::kQ5_1:
@@ -98,6 +104,11 @@ inline double MinMagnitude(GgmlType type, const uint8_t* row, int64_t c) {
       uint8_t sc, mn;
       GetScaleMinK4(static_cast<int>((c % kQK_K) / 32), blk + 4, &sc, &mn);
       return std::fabs(f16(blk + 2) * mn);
+    }
+    case GgmlType::kQ6_K: {
+      const uint8_t* blk = row + (c / kQK_K) * sizeof(BlockQ6_K);
+      const int8_t scale = static_cast<int8_t>(blk[offsetof(BlockQ6_K, scales) + (c % kQK_K) / 16]);
+      return 32 * std::fabs(f16(blk + offsetof(BlockQ6_K, d)) * scale);
     }
     default:
       return 0.0;
