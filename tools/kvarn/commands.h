@@ -12,5 +12,7 @@ namespace kvarn::cli {
 using Runner = std::function<int()>;
 
 Runner AddCodecCommand(CLI::App& app);
+Runner AddRunCommand(CLI::App& app);
+Runner AddPplCommand(CLI::App& app);
 
 }  // namespace kvarn::cli

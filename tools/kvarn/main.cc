@@ -2,6 +2,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "commands.h"
 #include "common/dispatch.h"
@@ -12,9 +15,25 @@ int main(int argc, char** argv) {
   bool force_ref = false;
   app.add_flag("--force-reference", force_ref,
                "use the scalar reference kernels instead of SIMD (also KVARN_FORCE_REFERENCE=1)");
-  kvarn::cli::Runner codec = kvarn::cli::AddCodecCommand(app);
-  CLI11_PARSE(app, argc, argv);
+  const std::pair<const char*, kvarn::cli::Runner> commands[] = {
+      {"codec", kvarn::cli::AddCodecCommand(app)},
+      {"run", kvarn::cli::AddRunCommand(app)},
+      {"ppl", kvarn::cli::AddPplCommand(app)},
+  };
+  // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys), which CLI11
+  // does not accept; map them to their long forms before parsing.
+  std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-ctk") a = "--cache-type-k";
+    else if (a == "-ctv") a = "--cache-type-v";
+    else if (a == "-cnv") a = "--conversation";
+    else if (a == "-sys") a = "--system";
+  }
+  std::vector<char*> av;
+  for (std::string& a : args) av.push_back(a.data());
+  CLI11_PARSE(app, int(av.size()), av.data());
   if (force_ref) kvarn::SetForceReference(true);
-  if (app.got_subcommand("codec")) return codec();
+  for (const auto& [name, runner] : commands)
+    if (app.got_subcommand(name)) return runner();
   return 1;
 }

@@ -1,0 +1,142 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "attention/attention.h"
+#include "model/ops.h"
+#include "weights/matmul.h"
+
+namespace kvarn {
+namespace {
+
+// Finds the first non-finite value of x [n][width]; returns false if all are finite.
+bool FindNonFinite(const float* x, int n, int width, int* token, int* index) {
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < width; ++i)
+      if (!std::isfinite(x[size_t(t) * width + i])) {
+        *token = t;
+        *index = i;
+        return true;
+      }
+  return false;
+}
+
+void AddBias(float* x, const float* b, int n, int width) {
+  if (b == nullptr) return;
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < width; ++i) x[size_t(t) * width + i] += b[i];
+}
+
+}  // namespace
+
+Status Model::Load(const std::string& path, std::unique_ptr<Model>* out) {
+  std::unique_ptr<Model> m(new Model());
+  KVARN_RETURN_IF_ERROR(GgufFile::Open(path, &m->file_));
+  KVARN_RETURN_IF_ERROR(ReadModelConfig(*m->file_, &m->config_));
+  KVARN_RETURN_IF_ERROR(BindWeights(*m->file_, m->config_, &m->weights_));
+  *out = std::move(m);
+  return Status::Ok();
+}
+
+Status Model::CreateCache(const CodecSpec& codec, int max_tokens, size_t byte_budget,
+                          std::unique_ptr<KvCache>* out) const {
+  KvCacheConfig c;
+  c.n_layers = config_.n_layers;
+  c.n_kv_heads = config_.n_kv_heads;
+  c.head_dim = config_.head_dim;
+  c.codec = codec;
+  c.max_tokens = max_tokens;
+  c.byte_budget = byte_budget;
+  return KvCache::Create(c, out);
+}
+
+Status Model::Forward(KvCache& cache, int seq, const int32_t* tokens, int n,
+                      const ForwardOptions& opt, ForwardOutput* out) const {
+  if (n < 1) return InvalidArgument("forward: " + std::to_string(n) + " tokens");
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
+      return InvalidArgument("forward: token id " + std::to_string(tokens[i]) + " at index " +
+                             std::to_string(i) + " outside the vocabulary of " +
+                             std::to_string(config_.n_vocab));
+  const int pos0 = cache.Length(seq);
+  KVARN_RETURN_IF_ERROR(cache.BeginStep(seq, n));
+  const Status st = ForwardChunk(cache, seq, tokens, n, pos0, opt, out);
+  if (!st.ok()) {
+    (void)cache.AbortStep(seq);
+    return st;
+  }
+  return cache.EndStep(seq);
+}
+
+Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n, int pos0,
+                           const ForwardOptions& opt, ForwardOutput* out) const {
+  const ModelConfig& c = config_;
+  const int E = c.n_embd, F = c.n_ff, H = c.n_heads, Hk = c.n_kv_heads, D = c.head_dim;
+  const int QD = H * D, KD = Hk * D;
+  const int T = std::max(1, opt.n_threads);
+  const Rope rope(c);
+
+  std::vector<float> x(size_t(n) * E), xn(size_t(n) * E);       // [n][E]
+  std::vector<float> q(size_t(n) * QD), att(size_t(n) * QD);     // [n][H*D]
+  std::vector<float> k(size_t(n) * KD), v(size_t(n) * KD);       // [n][Hk*D]
+  std::vector<float> g(size_t(n) * F), u(size_t(n) * F);         // [n][F]
+  std::vector<float> y(size_t(n) * E);                           // [n][E]
+
+  for (int t = 0; t < n; ++t)
+    KVARN_RETURN_IF_ERROR(GetWeightRow(weights_.token_embd, tokens[t], x.data() + size_t(t) * E));
+
+  SeqView view;
+  KVARN_RETURN_IF_ERROR(cache.View(seq, &view));  // blocks do not move within a step
+  AttentionParams ap;
+  ap.n_heads = H;
+  ap.scale = float(1.0 / std::sqrt(double(D)));
+  ap.n_threads = T;
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = weights_.layers[size_t(l)];
+    RmsNorm(x.data(), L.attn_norm, n, E, c.rms_eps, xn.data());
+    KVARN_RETURN_IF_ERROR(MatMul(L.wq, xn.data(), n, q.data(), T));
+    KVARN_RETURN_IF_ERROR(MatMul(L.wk, xn.data(), n, k.data(), T));
+    KVARN_RETURN_IF_ERROR(MatMul(L.wv, xn.data(), n, v.data(), T));
+    AddBias(q.data(), L.bq, n, QD);
+    AddBias(k.data(), L.bk, n, KD);
+    AddBias(v.data(), L.bv, n, KD);
+    rope.Apply(q.data(), n, H, pos0);
+    rope.Apply(k.data(), n, Hk, pos0);
+    // The cache rejects non-finite K/V naming layer and position; queries are checked here.
+    int bt = 0, bi = 0;
+    if (FindNonFinite(q.data(), n, QD, &bt, &bi))
+      return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
+                       ": non-finite query value " + std::to_string(q[size_t(bt) * QD + bi]));
+    KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
+    KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));
+    if (opt.on_attention) opt.on_attention(l, att.data(), n);
+    if (opt.override_attention) opt.override_attention(l, att.data(), n);
+    KVARN_RETURN_IF_ERROR(MatMul(L.wo, att.data(), n, y.data(), T));
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    RmsNorm(x.data(), L.ffn_norm, n, E, c.rms_eps, xn.data());
+    KVARN_RETURN_IF_ERROR(MatMul(L.w_gate, xn.data(), n, g.data(), T));
+    KVARN_RETURN_IF_ERROR(MatMul(L.w_up, xn.data(), n, u.data(), T));
+    SwiGlu(g.data(), u.data(), g.size(), g.data());
+    KVARN_RETURN_IF_ERROR(MatMul(L.w_down, g.data(), n, y.data(), T));
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    if (FindNonFinite(x.data(), n, E, &bt, &bi))
+      return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
+                       ": non-finite activation (hidden channel " + std::to_string(bi) + ")");
+  }
+  if (opt.all_hidden) {
+    out->hidden.resize(size_t(n) * E);
+    RmsNorm(x.data(), weights_.output_norm, n, E, c.rms_eps, out->hidden.data());
+  }
+  RmsNorm(x.data() + size_t(n - 1) * E, weights_.output_norm, 1, E, c.rms_eps, xn.data());
+  out->logits.resize(size_t(c.n_vocab));
+  return MatVec(weights_.output, xn.data(), out->logits.data(), T);
+}
+
+Status Model::Logits(const float* hidden, int m, float* logits, int n_threads) const {
+  return MatMul(weights_.output, hidden, m, logits, n_threads);
+}
+
+}  // namespace kvarn
