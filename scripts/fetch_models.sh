@@ -31,7 +31,7 @@ CORPUS_SHA256="8a7bc4d71c0f1869c1fdfa99be8399b2ca224ce56b7958ba57b7097a3dc984a6"
 # The doc sections that are prose (whatsnew/ and the changelog are left out: list-like text).
 CORPUS_SECTIONS=(tutorial howto faq reference library)
 
-VENV_PKGS=("numpy==2.2.6" "gguf==0.17.1")
+VENV_PKGS=("numpy==2.2.6" "gguf==0.17.1" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2==3.1.6")
 
 log() { printf 'fetch_models: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
