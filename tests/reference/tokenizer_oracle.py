@@ -246,7 +246,10 @@ def write_json(path: str, obj: dict) -> None:
             return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
         if isinstance(v, list) and v and isinstance(v[0], dict):
             pad = " " * (indent + 1)
-            items = [pad + json.dumps(x, ensure_ascii=True) for x in v]
+            nested = lambda x: any(  # noqa: E731
+                isinstance(y, list) and y and isinstance(y[0], dict) for y in x.values())
+            items = [pad + (dump(x, indent + 1) if nested(x) else json.dumps(x, ensure_ascii=True))
+                     for x in v]
             return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
         return json.dumps(v, ensure_ascii=True)
     with open(path, "w", encoding="ascii") as f:
