@@ -14,5 +14,7 @@ using Runner = std::function<int()>;
 Runner AddCodecCommand(CLI::App& app);
 Runner AddRunCommand(CLI::App& app);
 Runner AddPplCommand(CLI::App& app);
+Runner AddTokenizeCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 }  // namespace kvarn::cli

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
       {"codec", kvarn::cli::AddCodecCommand(app)},
       {"run", kvarn::cli::AddRunCommand(app)},
       {"ppl", kvarn::cli::AddPplCommand(app)},
+      {"tokenize", kvarn::cli::AddTokenizeCommand(app)},
+      {"bench", kvarn::cli::AddBenchCommand(app)},
   };
   // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys), which CLI11
   // does not accept; map them to their long forms before parsing.

@@ -1,0 +1,133 @@
+// `kvarn bench attention`: decode-attention time per token for one layer at long contexts,
+// per cache type, with the bytes read per step and the ratio to f16 measured in the same run.
+// Shapes are the models' (SmolLM2: 3 KV heads x 3 query heads each, D=64; Qwen2.5-1.5B: 2 x 6,
+// D=128); the cache is filled with synthetic key-like data (the speed does not depend on it).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attention/attention.h"
+#include "commands.h"
+#include "common/parallel.h"
+#include "common/rng.h"
+
+namespace kvarn::cli {
+namespace {
+
+struct BenchOptions {
+  std::vector<std::string> codecs = {"f16", "kvarn_k4v2_g128", "kvarn_k2v2_g128", "q8_0", "q4_0"};
+  std::vector<int> contexts = {1024, 4096, 16384, 65536};
+  std::vector<std::string> shapes = {"smollm2", "qwen"};
+  int threads = 0;
+  int reps = 7;
+};
+
+struct Shape {
+  const char* name;
+  int kv_heads, group, head_dim;
+};
+
+// Fills one layer with n tokens in steps of 512 (so blocks are encoded as in decoding).
+Status Fill(KvCache& c, int seq, int n, Rng& rng) {
+  const int H = c.config().n_kv_heads, D = c.config().head_dim;
+  for (int pos = 0; pos < n;) {
+    const int step = std::min(512, n - pos);
+    KVARN_RETURN_IF_ERROR(c.BeginStep(seq, step));
+    std::vector<float> k(size_t(step) * H * D), v(k.size());
+    for (size_t i = 0; i < k.size(); ++i) {
+      k[i] = float(rng.Normal() + 0.3 * double(i % 7));
+      v[i] = float(rng.Normal());
+    }
+    KVARN_RETURN_IF_ERROR(c.Write(seq, 0, pos, step, k.data(), v.data()));
+    KVARN_RETURN_IF_ERROR(c.EndStep(seq));
+    pos += step;
+  }
+  return Status::Ok();
+}
+
+int Run(const BenchOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : DefaultThreadCount();
+  const Shape all[] = {{"smollm2", 3, 3, 64}, {"qwen", 2, 6, 128}};
+  std::printf("decode attention, one layer, one query token, %d threads, median of %d\n", threads,
+              o.reps);
+  std::printf("%-8s %7s %-18s %10s %10s %9s %10s\n", "shape", "context", "cache", "us/token",
+              "MB read", "GB/s", "vs f16");
+  for (const Shape& sh : all) {
+    if (std::find(o.shapes.begin(), o.shapes.end(), sh.name) == o.shapes.end()) continue;
+    for (int ctx : o.contexts) {
+      double f16_us = 0;
+      for (const std::string& name : o.codecs) {
+        KvCacheConfig cfg;
+        cfg.n_layers = 1;
+        cfg.n_kv_heads = sh.kv_heads;
+        cfg.head_dim = sh.head_dim;
+        cfg.max_tokens = ctx + 1;
+        Status st = ParseCodecSpec(name, &cfg.codec);
+        std::unique_ptr<KvCache> cache;
+        if (st.ok()) st = KvCache::Create(cfg, &cache);
+        int seq = 0;
+        Rng rng(7);
+        if (st.ok()) st = cache->AddSequence(&seq);
+        if (st.ok()) st = Fill(*cache, seq, ctx, rng);
+        // One more (empty) step so every full block is encoded, as during decoding.
+        if (st.ok()) st = cache->BeginStep(seq, 1);
+        std::vector<float> kv(size_t(sh.kv_heads) * sh.head_dim, 0.5f);
+        if (st.ok()) st = cache->Write(seq, 0, ctx, 1, kv.data(), kv.data());
+        if (st.ok()) st = cache->EndStep(seq);
+        SeqView view;
+        if (st.ok()) st = cache->View(seq, &view);
+        if (!st.ok()) {
+          std::fprintf(stderr, "kvarn bench: %s: %s\n", name.c_str(), st.message().c_str());
+          return 1;
+        }
+        AttentionParams p;
+        p.n_heads = sh.kv_heads * sh.group;
+        p.scale = float(1.0 / std::sqrt(double(sh.head_dim)));
+        p.n_threads = threads;
+        std::vector<float> q(size_t(p.n_heads) * sh.head_dim), out(q.size());
+        for (float& x : q) x = float(rng.Normal());
+        std::vector<double> us;
+        for (int r = 0; r < o.reps + 1; ++r) {
+          const int iters = std::max(1, 200000 / ctx);
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < iters; ++i) (void)Attend(*cache, view, 0, p, q.data(), 1, ctx, out.data());
+          const auto t1 = std::chrono::steady_clock::now();
+          if (r > 0) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / iters);
+        }
+        std::sort(us.begin(), us.end());
+        const double med = us[us.size() / 2];
+        if (name == "f16") f16_us = med;
+        const CacheStats cs = cache->Stats();
+        const double mb = double(cs.total() - cs.scratch_bytes) / 1e6;
+        std::printf("%-8s %7d %-18s %10.1f %10.2f %9.2f %9.2fx\n", sh.name, ctx, name.c_str(), med,
+                    mb, mb / 1e3 / (med * 1e-6), f16_us > 0 ? f16_us / med : 0.0);
+        std::fflush(stdout);
+      }
+    }
+  }
+  std::printf("MB read: every byte of the layer's cache (records, fp16 sink and tail, rows), "
+              "which one decode step reads once.\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner AddBenchCommand(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* b = app.add_subcommand("bench", "benchmarks");
+  b->require_subcommand(1);
+  CLI::App* a = b->add_subcommand("attention", "decode attention per token at long contexts");
+  a->add_option("--cache-type", o->codecs, "cache types to compare (f16 first for ratios)");
+  a->add_option("--ctx", o->contexts, "context lengths");
+  a->add_option("--shape", o->shapes, "smollm2 and/or qwen");
+  a->add_option("-t,--threads", o->threads, "threads (default: all cores)");
+  a->add_option("--reps", o->reps, "repetitions (median reported)")->check(CLI::Range(1, 1000));
+  return [o] { return Run(*o); };
+}
+
+}  // namespace kvarn::cli
