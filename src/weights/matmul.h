@@ -2,14 +2,18 @@
 //   MatVec (decode):  y[rows]          = W[rows][cols] x[cols]
 //   MatMul (prefill): Y[n_tok][rows]   = X[n_tok][cols] W^T
 //
-// Fast path: Highway SIMD. Quantized weights are multiplied as integers against x quantized
-// per 32-value block (see activations.h for the layout and the error that adds); float weights
-// (f32, f16, bf16) use f32 FMAs on x as given. MatMul decodes each weight block once per tile of
-// up to 4 tokens. With ForceReference() every entry point runs the scalar reference instead.
+// Fast path: Highway SIMD. Below kMatMulGemmMinTokens tokens (decode), quantized weights are
+// multiplied as integers against x quantized per 32-value block (see activations.h for the
+// layout and the error that adds), decoding each weight block once per tile of up to 4 tokens;
+// float weights (f32, f16, bf16) use f32 FMAs on x as given. From kMatMulGemmMinTokens tokens
+// on (prefill), each weight row is dequantized to f32 once per token block and multiplied with
+// x as given in a 2-row x 4-token f32 register tile: compute-bound, and without x's
+// quantization error. With ForceReference() every entry point runs the scalar reference.
 //
 // Determinism: every output element is computed by one thread, in an order that depends only on
-// the shapes and the SIMD target - never on the thread count or the row range - and a token's
-// outputs are bit-identical whether it is computed by MatVec or as one row of a MatMul.
+// the shapes and the SIMD target - never on the thread count or the row range. A token's outputs
+// are bit-identical whether it is computed by MatVec or inside a MatMul of fewer than
+// kMatMulGemmMinTokens tokens.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +23,9 @@
 #include "weights/weight_matrix.h"
 
 namespace kvarn {
+
+// Batches of at least this many tokens take the f32 prefill kernel.
+inline constexpr int64_t kMatMulGemmMinTokens = 8;
 
 // The building block for callers that parallelize themselves: rows [row_begin, row_end) of
 // Y[t][r] = sum_c X[t][c] W[r][c], written to y[t * ldy + r] (other entries untouched).

@@ -23,6 +23,7 @@
 #include "common/fp16.h"
 #include "weights/activations.h"
 #include "weights/kquant_blocks.h"
+#include "weights/matmul.h"
 #include "weights/matmul_kernel.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -30,6 +31,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "weights/f16_simd-inl.h"
+#include "weights/matmul_gemm-inl.h"
 #include "weights/matmul_int-inl.h"
 #include "weights/matmul_kquant-inl.h"
 #include "weights/matmul_q32-inl.h"
@@ -138,6 +140,7 @@ void MatMulRowsKernel(const MatMulKernelArgs& a) {
 #else
   const PreparedActivations& act = *a.x;
   const int64_t n_tok = act.n_tok;
+  if (n_tok >= kMatMulGemmMinTokens) return GemmRows(a);
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
     const int64_t t1 = std::min(n_tok, t0 + kTokenBlock);
     TokenX tx[kTokenBlock];

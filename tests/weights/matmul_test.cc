@@ -51,9 +51,14 @@ struct Shape {
 //     and the reference's own rounding of its weights and result. Float types: two accumulators
 //     of at least 4 lanes each, so at most cols / 8 sequential FMAs per lane, plus the scalar
 //     tail (< 32 values) and reductions: (cols / 8 + 32 + 8) * eps * sum_i |w_i x_i|.
+//
+// Batches of kMatMulGemmMinTokens or more take the f32 prefill kernel for every type: weights
+// dequantized exactly as the reference does, x as given (no part (a)), one accumulator of at least
+// 4 lanes per output: (cols / 4 + 32 + 8) * eps * sum_i |w_i x_i|.
 double ErrorBound(GgmlType type, const uint8_t* row, const float* w_row, const float* x,
                   const PreparedActivations& act, int64_t t, int64_t cols) {
-  const bool quantized = FindGgmlTypeInfo(type)->quantized;
+  const bool gemm = act.n_tok >= kMatMulGemmMinTokens;
+  const bool quantized = FindGgmlTypeInfo(type)->quantized && !gemm;
   double quant = 0.0, mag = 0.0;
   for (int64_t c = 0; c < cols; ++c) {
     const double w = std::fabs(static_cast<double>(w_row[c]));
@@ -68,7 +73,7 @@ double ErrorBound(GgmlType type, const uint8_t* row, const float* w_row, const f
     mag += (w + m) * std::fabs(xq) + m * xv;
   }
   const double steps = quantized ? static_cast<double>(cols / kActBlock) + 40.0
-                                 : static_cast<double>(cols) / 8.0 + 40.0;
+                                 : static_cast<double>(cols) / (gemm ? 4.0 : 8.0) + 40.0;
   return quant + steps * kEps * mag;
 }
 
@@ -162,7 +167,9 @@ TEST(MatMul, ExactOnQ8RepresentableActivations) {
 // was computed by MatVec or inside a MatMul tile.
 TEST(MatMul, DeterministicAcrossThreadsRangesAndTiles) {
   for (GgmlType type : kAllTypes) {
+    // 7 tokens: the integer kernels, which MatVec shares; the GEMM batch has its own test.
     const int64_t rows = 37, cols = 2 * BlockSize(type) + (BlockSize(type) == 1 ? 5 : 0), n_tok = 7;
+    static_assert(7 < kMatMulGemmMinTokens, "n_tok must stay below the GEMM path");
     const auto data = RandomRows(type, rows, cols, 9);
     const WeightMatrix w{type, data.data(), rows, cols};
     const std::vector<float> x = RandomVector(n_tok * cols, 10);
@@ -194,6 +201,39 @@ TEST(MatMul, DeterministicAcrossThreadsRangesAndTiles) {
           ASSERT_TRUE(SameFloat(v, base[t * rows + r]));
         } else {
           ASSERT_EQ(v, -3.0f);
+        }
+      }
+    }
+  }
+}
+
+// The prefill kernel's outputs do not depend on the thread count or the row range either.
+TEST(MatMul, GemmDeterministicAcrossThreadsAndRanges) {
+  for (GgmlType type : kAllTypes) {
+    const int64_t rows = 23, cols = 2 * BlockSize(type) + (BlockSize(type) == 1 ? 7 : 0);
+    const int64_t n_tok = kMatMulGemmMinTokens + 5;
+    const auto data = RandomRows(type, rows, cols, 19);
+    const WeightMatrix w{type, data.data(), rows, cols};
+    const std::vector<float> x = RandomVector(n_tok * cols, 20);
+    std::vector<float> base(static_cast<size_t>(n_tok * rows));
+    ASSERT_TRUE(MatMul(w, x.data(), n_tok, base.data(), 1).ok());
+    for (int threads : {2, 3, 5}) {
+      std::vector<float> y(base.size());
+      ASSERT_TRUE(MatMul(w, x.data(), n_tok, y.data(), threads).ok());
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_TRUE(SameFloat(y[i], base[i])) << TypeName(type) << " threads " << threads;
+      }
+    }
+    PreparedActivations act;
+    ASSERT_TRUE(PrepareActivations(type, x.data(), n_tok, cols, &act).ok());
+    std::vector<float> y(base.size(), -3.0f);
+    ASSERT_TRUE(MatMulRows(w, act, 3, 12, y.data(), rows).ok());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        if (r >= 3 && r < 12) {
+          ASSERT_TRUE(SameFloat(y[t * rows + r], base[t * rows + r])) << TypeName(type);
+        } else {
+          ASSERT_EQ(y[t * rows + r], -3.0f);
         }
       }
     }
