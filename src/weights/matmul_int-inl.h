@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "weights/activations.h"
 #include "weights/f16_simd-inl.h"
@@ -30,6 +31,9 @@ namespace {
 // Tokens whose outputs one pass over a weight row produces (each weight block is decoded once
 // per tile). 4 keeps the accumulators and decoded codes within 16 vector registers.
 constexpr int kTileTokens = 4;
+// How far ahead of the current block the row kernels prefetch weight bytes: rows are streamed
+// once per product, and the hardware prefetcher alone leaves the code loads waiting on memory.
+constexpr size_t kPrefetchBytes = 1024;
 // Tokens whose x codes stay cache-resident while every row of the range passes over them.
 constexpr int64_t kTokenBlock = 16;
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "weights/f16_simd-inl.h"
 #include "weights/kquant_blocks.h"
@@ -98,6 +99,9 @@ void RowK4(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   alignas(32) float block_scale[kT][8];
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(kBytes);
+    // Software prefetch a few super-blocks ahead: rows are streamed once per product, and the
+    // hardware prefetcher alone leaves the qs loads waiting on memory.
+    for (size_t off = 0; off < kBytes; off += 64) hwy::Prefetch(blk + kPrefetchBytes + off);
     ScalesK4<kT>(blk, sb, tx, block_scale, macc);
     ReloadScalesFromMemory();
     for (int c = 0; c < 4; ++c) {
@@ -171,6 +175,8 @@ void RowQ6K(const uint8_t* row, int64_t n_sb, const TokenX* tx, float* out) {
   alignas(32) float block_scale[kT][8];
   for (int64_t sb = 0; sb < n_sb; ++sb) {
     const uint8_t* blk = row + sb * static_cast<int64_t>(sizeof(BlockQ6_K));
+    for (size_t off = 0; off < sizeof(BlockQ6_K); off += 64)
+      hwy::Prefetch(blk + kPrefetchBytes + off);
     const VF d = hn::Set(df, weights_simd::F16ToF32Scalar(blk + offsetof(BlockQ6_K, d)));
     const int8_t* scales = reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6_K, scales));
     for (size_t i = 0; i < 8; i += kN8) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "weights/f16_simd-inl.h"
 #include "weights/kquant_blocks.h"
@@ -139,6 +140,10 @@ void RowBlocks32(const uint8_t* row, int64_t n_blocks, const TokenX* tx, float* 
   FetchScaleWords<Format>(row, 0, n_blocks, words[0]);
   for (int64_t g = 0; g < n_blocks; g += 8) {
     const uint32_t* cur = words[(g / 8) & 1];
+    const uint8_t* group = row + g * Format::kBytes;
+    for (int32_t off = 0; off < 8 * Format::kBytes; off += 64) {
+      hwy::Prefetch(group + kPrefetchBytes + off);
+    }
     for (size_t i = 0; i < 8; i += kN8) {
       const auto w = hn::Load(du32, cur + i);
       const VF d = F16BitsToF32(df, hn::And(w, hn::Set(du32, 0xFFFFu)));
