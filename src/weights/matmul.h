@@ -7,7 +7,7 @@
 // layout and the error that adds), decoding each weight block once per tile of up to 4 tokens;
 // float weights (f32, f16, bf16) use f32 FMAs on x as given. From kMatMulGemmMinTokens tokens
 // on (prefill), each weight row is dequantized to f32 once per token block and multiplied with
-// x as given in a 2-row x 4-token f32 register tile: compute-bound, and without x's
+// x as given in a 3-row x 4-token f32 register tile: compute-bound, and without x's
 // quantization error. With ForceReference() every entry point runs the scalar reference.
 //
 // Determinism: every output element is computed by one thread, in an order that depends only on

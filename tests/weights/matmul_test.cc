@@ -274,6 +274,25 @@ TEST(MatMul, ChecksArguments) {
   EXPECT_EQ(MatVec(null_data, x.data(), y.data()).code(), StatusCode::kInvalidArgument);
 }
 
+// A decode loop reuses one PreparedActivations for matrices of different widths: leftovers of
+// a larger preparation must not leak into a smaller one (the kernels read 8-block groups).
+TEST(Activations, ReusedBuffersGiveFreshResults) {
+  PreparedActivations act;
+  const std::vector<float> big = RandomVector(3 * 512, 31);
+  ASSERT_TRUE(PrepareActivations(GgmlType::kQ4_1, big.data(), 3, 512, &act).ok());
+  for (GgmlType type : {GgmlType::kQ4_1, GgmlType::kQ6_K, GgmlType::kQ5_0}) {
+    const int64_t rows = 5, cols = type == GgmlType::kQ6_K ? 256 : 96;
+    const auto data = RandomRows(type, rows, cols, 32);
+    const WeightMatrix w{type, data.data(), rows, cols};
+    const std::vector<float> x = RandomVector(cols, 33);
+    std::vector<float> fresh(rows), reused(rows);
+    ASSERT_TRUE(MatVec(w, x.data(), fresh.data()).ok());
+    ASSERT_TRUE(PrepareActivations(type, x.data(), 1, cols, &act).ok());
+    ASSERT_TRUE(MatMulPrepared(w, act, reused.data()).ok());
+    for (int64_t r = 0; r < rows; ++r) ASSERT_TRUE(SameFloat(fresh[r], reused[r])) << r;
+  }
+}
+
 TEST(Activations, QuantizationErrorIsHalfAStep) {
   const int64_t cols = 96;
   std::vector<float> x = RandomVector(cols, 3);
