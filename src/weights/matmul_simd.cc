@@ -14,6 +14,9 @@
 // sequence for every tile size, which is why MatVec and a MatMul row agree bit for bit.
 //
 // Float weights (f32, f16, bf16): two f32 FMA accumulators per token over x as given.
+// Batches of kMatMulGemmMinTokens or more go to the f32 prefill kernel (matmul_gemm-inl.h).
+// Kernel code lives in per-target -inl.h headers: matmul_int (shared integer pieces),
+// matmul_q32 (32-value formats), matmul_kquant (k-quants), matmul_gemm (prefill).
 
 #include <algorithm>
 #include <cstddef>
