@@ -1,5 +1,6 @@
 // Encode/decode time per (K, V) tile pair of one KV head, SIMD beside the forced reference.
 // Bytes/s are of the fp16 input a tile holds (2 tensors x G x D x 2 bytes), single thread.
+// encode = prepare (rotation + fp16 rounding) + encode_from_pool (VarN, RTN, packing).
 //   build/release/bench/kvarn_bench_codec --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -69,6 +70,24 @@ void BM_EncodeFromPool(benchmark::State& state, const std::string& name, int D, 
   Finish(state, s);
 }
 
+// The rest of `encode`: rotation and fp16 rounding of the K and V tokens of one tile.
+void BM_Prepare(benchmark::State& state, const std::string& name, int D, bool reference) {
+  Setup s = Make(name, D);
+  CodecSpec spec;
+  (void)ParseCodecSpec(name, &spec);
+  TileShape shape{D, spec.group, spec.k_bits, spec.v_bits, spec.effective_iters(), spec.rotate};
+  std::vector<f16_t> kp(s.k.size()), vp(s.v.size());
+  SetForceReference(reference);
+  for (auto _ : state) {
+    if (!PrepareTokens(shape, s.k.data(), s.G, kp.data()).ok() ||
+        !PrepareTokens(shape, s.v.data(), s.G, vp.data()).ok())
+      state.SkipWithError("prepare failed");
+    benchmark::DoNotOptimize(kp.data());
+    benchmark::DoNotOptimize(vp.data());
+  }
+  Finish(state, s);
+}
+
 void BM_Decode(benchmark::State& state, const std::string& name, int D, bool reference) {
   Setup s = Make(name, D);
   (void)s.codec->Encode(s.k.data(), s.v.data(), s.G, s.record.data(), s.record.size());
@@ -92,6 +111,7 @@ int Register() {
         benchmark::RegisterBenchmark(("encode" + suffix).c_str(), BM_Encode, p, D, ref);
         benchmark::RegisterBenchmark(("encode_from_pool" + suffix).c_str(), BM_EncodeFromPool,
                                      p, D, ref);
+        benchmark::RegisterBenchmark(("prepare" + suffix).c_str(), BM_Prepare, p, D, ref);
         benchmark::RegisterBenchmark(("decode" + suffix).c_str(), BM_Decode, p, D, ref);
       }
     }
