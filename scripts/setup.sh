@@ -10,6 +10,7 @@ PACKAGES=(
   libbenchmark-dev                   # Google Benchmark
   libcli11-dev                       # CLI11: command-line parsing
   nlohmann-json3-dev                 # JSON output of the evaluation tools
+  gnuplot-nox                        # plots of the evaluation reports
   python3 python3-venv python3-pip   # test oracles only (numpy, gguf), never at run time
   unzip ca-certificates
 )

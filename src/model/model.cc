@@ -110,10 +110,10 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
     if (FindNonFinite(q.data(), n, QD, &bt, &bi))
       return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
                        ": non-finite query value " + std::to_string(q[size_t(bt) * QD + bi]));
+    if (opt.on_kv) opt.on_kv(l, k.data(), v.data(), n);
     KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
     KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));
     if (opt.on_attention) opt.on_attention(l, att.data(), n);
-    if (opt.override_attention) opt.override_attention(l, att.data(), n);
     KVARN_RETURN_IF_ERROR(MatMul(L.wo, att.data(), n, y.data(), T));
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
     RmsNorm(x.data(), L.ffn_norm, n, E, c.rms_eps, xn.data());

@@ -25,9 +25,10 @@ struct ForwardOptions {
   // Called after each layer's attention with its output [n][H*D] (before the output
   // projection); the evaluation measures per-layer attention error with it.
   std::function<void(int layer, const float* attn_out, int n)> on_attention;
-  // Replaces a layer's attention output before it is used (the evaluation's static schedule
-  // feeds the exact output forward); may be empty.
-  std::function<void(int layer, float* attn_out, int n)> override_attention;
+  // Called with each layer's K and V ([n][Hk*D], post-RoPE, model frame) before they are
+  // written to the cache; may modify them. The evaluation's static schedule uses it to write
+  // the exact model's K/V into the cache under test.
+  std::function<void(int layer, float* k, float* v, int n)> on_kv;
 };
 
 struct ForwardOutput {

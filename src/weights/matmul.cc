@@ -9,7 +9,7 @@
 #include "common/dispatch.h"
 #include "weights/dequant.h"
 #include "weights/matmul_kernel.h"
-#include "weights/parallel.h"
+#include "common/parallel.h"
 
 namespace kvarn {
 namespace {

@@ -89,6 +89,7 @@ void CheckModel(const char* model_file, const char* golden, double fast_tol) {
 }
 
 TEST(ForwardOracle, SmolLM2) { CheckModel(testing::kSmolLM2, "oracle_smollm2", 1.0); }
+TEST(ForwardOracle, Qwen) { CheckModel(testing::kQwen, "oracle_qwen", 1.0); }
 
 }  // namespace
 }  // namespace kvarn

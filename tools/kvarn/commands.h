@@ -16,5 +16,6 @@ Runner AddRunCommand(CLI::App& app);
 Runner AddPplCommand(CLI::App& app);
 Runner AddTokenizeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddEvalCommand(CLI::App& app);
 
 }  // namespace kvarn::cli

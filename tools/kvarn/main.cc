@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       {"ppl", kvarn::cli::AddPplCommand(app)},
       {"tokenize", kvarn::cli::AddTokenizeCommand(app)},
       {"bench", kvarn::cli::AddBenchCommand(app)},
+      {"eval", kvarn::cli::AddEvalCommand(app)},
   };
   // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys), which CLI11
   // does not accept; map them to their long forms before parsing.

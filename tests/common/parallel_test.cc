@@ -1,4 +1,4 @@
-#include "weights/parallel.h"
+#include "common/parallel.h"
 
 #include <gtest/gtest.h>
 
