@@ -671,7 +671,128 @@ void UnpackToFloat(const uint8_t* in, size_t n, int bits, float* out) {
     hn::StoreU(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(du8, codes + i))), df, out + i);
 }
 
+#if HWY_TARGET != HWY_SCALAR
+// Unpacks the 16 codes held in 2 * kBits bytes at `in` (spec §5.3) to u8 lanes: the inverse
+// of StorePacked. Nibbles and 2-bit fields are split with shifts and masks, then interleaved
+// back into element order.
+template <int kBits>
+HWY_INLINE hn::Vec<hn::Full128<uint8_t>> Unpack16(const uint8_t* HWY_RESTRICT in) {
+  const hn::Full128<uint8_t> d8;
+  const hn::Repartition<uint16_t, decltype(d8)> d16;
+  if constexpr (kBits == 8) {
+    return hn::LoadU(d8, in);
+  } else if constexpr (kBits == 4) {
+    const auto v = hn::ZeroExtendVector(d8, hn::LoadU(hn::Half<decltype(d8)>(), in));
+    const auto mask = hn::Set(d8, uint8_t{0x0F});
+    const auto lo = hn::And(v, mask);
+    const auto hi = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(hn::BitCast(d16, v))), mask);
+    return hn::InterleaveLower(d8, lo, hi);  // lo0 hi0 lo1 hi1 ...
+  } else {
+    static_assert(kBits == 2);
+    uint32_t word;
+    std::memcpy(&word, in, 4);
+    const hn::Repartition<uint32_t, decltype(d8)> d32;
+    const auto v = hn::BitCast(d8, hn::Set(d32, word));  // only the low 4 bytes are used
+    const auto w = hn::BitCast(d16, v);
+    const auto mask = hn::Set(d8, uint8_t{0x03});
+    const auto c0 = hn::And(v, mask);
+    const auto c1 = hn::And(hn::BitCast(d8, hn::ShiftRight<2>(w)), mask);
+    const auto c2 = hn::And(hn::BitCast(d8, hn::ShiftRight<4>(w)), mask);
+    const auto c3 = hn::And(hn::BitCast(d8, hn::ShiftRight<6>(w)), mask);
+    const auto c01 = hn::BitCast(d16, hn::InterleaveLower(d8, c0, c1));  // (c0 c1) per byte j
+    const auto c23 = hn::BitCast(d16, hn::InterleaveLower(d8, c2, c3));
+    return hn::BitCast(d8, hn::InterleaveLower(d16, c01, c23));
+  }
+}
+
+// out[i] = (code_i * a + z) * s[i] for the n codes (n % 8 == 0) packed at `in`: one row of
+// either tile (K: a channel across tokens with s = tau_K; V: a token across channels with
+// s = gamma_V).
+template <int kBits>
+void DecodeRow(const uint8_t* HWY_RESTRICT in, size_t n, float a, float z,
+               const float* HWY_RESTRICT s, float* HWY_RESTRICT out) {
+  const DE d;
+  const hn::RebindToSigned<DE> di;
+  const hn::Rebind<uint8_t, DE> du8;
+  const auto va = hn::Set(d, a), vz = hn::Set(d, z);
+  HWY_ALIGN uint8_t codes[16];
+  auto emit = [&](size_t i, size_t count) {
+    for (size_t j = 0; j < count; j += 4) {
+      const auto c = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(du8, codes + j)));
+      hn::StoreU(hn::Mul(hn::MulAdd(c, va, vz), hn::LoadU(d, s + i + j)), d, out + i + j);
+    }
+  };
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    hn::Store(Unpack16<kBits>(in + i * kBits / 8), hn::Full128<uint8_t>(), codes);
+    emit(i, 16);
+  }
+  if (i < n) {  // n % 16 == 8: unpack from a zero-padded copy of the last bytes
+    HWY_ALIGN uint8_t tail[16] = {};
+    std::memcpy(tail, in + i * kBits / 8, 8 * kBits / 8);
+    hn::Store(Unpack16<kBits>(tail), hn::Full128<uint8_t>(), codes);
+    emit(i, 8);
+  }
+}
+
+template <int kKBits, int kVBits>
+void DecodeTileImpl(const TileShape& shape, const uint8_t* record, float* HWY_RESTRICT k,
+                    float* HWY_RESTRICT v) {
+  const DE d;
+  const hn::Repartition<double, DE> d64;
+  const size_t G = size_t(shape.group), D = size_t(shape.head_dim);
+  const TileRecordLayout L = shape.layout();
+  HWY_ALIGN float a[1024], z[1024], s[1024];
+  HWY_ALIGN float rows[4 * 1024];  // 4 channels of K across tokens
+  // K: row d of the spec's tile is channel d across tokens. Four rows at a time, then 4x4
+  // transposes write tokens t..t+3 of channels d..d+3 with one store per token.
+  LoadF16Array(record + L.a_k(), D, a);
+  LoadF16Array(record + L.z_k(), D, z);
+  LoadF16Array(record + L.tau_k(), G, s);
+  for (size_t c = 0; c < D; c += 4) {
+    for (size_t j = 0; j < 4; ++j)
+      DecodeRow<kKBits>(record + L.k_codes() + (c + j) * L.k_row_bytes(), G, a[c + j],
+                        z[c + j], s, rows + j * G);
+    for (size_t t = 0; t < G; t += 4) {
+      const auto r0 = hn::Load(d, rows + t), r1 = hn::Load(d, rows + G + t);
+      const auto r2 = hn::Load(d, rows + 2 * G + t), r3 = hn::Load(d, rows + 3 * G + t);
+      const auto t0 = hn::BitCast(d64, hn::InterleaveLower(d, r0, r1));  // a0 b0 a1 b1
+      const auto t1 = hn::BitCast(d64, hn::InterleaveLower(d, r2, r3));  // c0 d0 c1 d1
+      const auto t2 = hn::BitCast(d64, hn::InterleaveUpper(d, r0, r1));  // a2 b2 a3 b3
+      const auto t3 = hn::BitCast(d64, hn::InterleaveUpper(d, r2, r3));  // c2 d2 c3 d3
+      float* dst = k + t * D + c;
+      hn::StoreU(hn::BitCast(d, hn::InterleaveLower(d64, t0, t1)), d, dst);
+      hn::StoreU(hn::BitCast(d, hn::InterleaveUpper(d64, t0, t1)), d, dst + D);
+      hn::StoreU(hn::BitCast(d, hn::InterleaveLower(d64, t2, t3)), d, dst + 2 * D);
+      hn::StoreU(hn::BitCast(d, hn::InterleaveUpper(d64, t2, t3)), d, dst + 3 * D);
+    }
+  }
+  // V: row t is token t across channels, already the output's layout.
+  LoadF16Array(record + L.a_v(), G, a);
+  LoadF16Array(record + L.z_v(), G, z);
+  LoadF16Array(record + L.gamma_v(), D, s);
+  for (size_t t = 0; t < G; ++t)
+    DecodeRow<kVBits>(record + L.v_codes() + t * L.v_row_bytes(), D, a[t], z[t], s, v + t * D);
+}
+
+template <int kKBits>
+void DecodeTileK(const TileShape& shape, const uint8_t* record, float* k, float* v) {
+  switch (shape.v_bits) {
+    case 2: return DecodeTileImpl<kKBits, 2>(shape, record, k, v);
+    case 4: return DecodeTileImpl<kKBits, 4>(shape, record, k, v);
+    default: return DecodeTileImpl<kKBits, 8>(shape, record, k, v);
+  }
+}
+#endif
+
 void DecodeTileT(const TileShape& shape, const uint8_t* record, float* k, float* v) {
+#if HWY_TARGET != HWY_SCALAR
+  switch (shape.k_bits) {
+    case 2: return DecodeTileK<2>(shape, record, k, v);
+    case 4: return DecodeTileK<4>(shape, record, k, v);
+    default: return DecodeTileK<8>(shape, record, k, v);
+  }
+#else
   const DF df;
   const size_t N = hn::Lanes(df);
   const size_t G = size_t(shape.group), D = size_t(shape.head_dim);
@@ -702,6 +823,7 @@ void DecodeTileT(const TileShape& shape, const uint8_t* record, float* k, float*
       hn::StoreU(hn::Mul(hn::MulAdd(hn::Load(df, c + d), va, vz), hn::LoadU(df, s.data() + d)),
                  df, v + t * D + d);
   }
+#endif
 }
 
 }  // namespace HWY_NAMESPACE
