@@ -100,8 +100,8 @@ HWY_INLINE void FwhtOne(float* HWY_RESTRICT x, size_t D) {
 // h = 1, 2 (inside each vector) and h = 4, 8, 16 (across the 8 vectors of a 32-float group);
 // pass B runs the stages h >= 32 across the kV = D / 32 vectors of each column of the
 // [kV][8] vector grid, then hands each finished vector and its offset to `sink`. The stage
-// order is the reference's, and a - b is computed as a - b * 1 on the FMA port (exact, so
-// bit-identical), which spreads the butterflies over the add and the FMA ports.
+// order and the butterflies (a + b, a - b) are the reference's, so the result is
+// bit-identical to ref::Fwht<float>.
 template <size_t kV, class Sink>
 HWY_INLINE void FwhtRow(const float* HWY_RESTRICT in, float* HWY_RESTRICT tmp, Sink&& sink) {
   const DE d;
@@ -109,10 +109,9 @@ HWY_INLINE void FwhtRow(const float* HWY_RESTRICT in, float* HWY_RESTRICT tmp, S
   const float kSign1[4] = {1.0f, -1.0f, 1.0f, -1.0f};  // out[i] = x[i ^ 1] +- x[i]
   const float kSign2[4] = {1.0f, 1.0f, -1.0f, -1.0f};  // out[i] = x[i ^ 2] +- x[i]
   const auto sign1 = hn::LoadU(d, kSign1), sign2 = hn::LoadU(d, kSign2);
-  const auto one = hn::Set(d, 1.0f);
   auto bfly = [&](V& a, V& b) {
     const V sum = hn::Add(a, b);
-    b = hn::NegMulAdd(b, one, a);
+    b = hn::Sub(a, b);
     a = sum;
   };
   for (size_t g = 0; g < 8 * kV; g += 8) {
@@ -137,7 +136,7 @@ HWY_INLINE void FwhtRow(const float* HWY_RESTRICT in, float* HWY_RESTRICT tmp, S
   }
 }
 
-// Calls FwhtRow<D / 32> for D in {64, 128, 256, 512}.
+// FwhtRow<D / 32> for the codec's D in {64, 128, 256, 512}.
 template <class Sink>
 HWY_INLINE void FwhtRowD(size_t D, const float* in, float* tmp, Sink&& sink) {
   switch (D) {
@@ -147,34 +146,15 @@ HWY_INLINE void FwhtRowD(size_t D, const float* in, float* tmp, Sink&& sink) {
     default: return FwhtRow<16>(in, tmp, sink);
   }
 }
+inline bool BlockedFwhtFits(size_t D) { return D == 64 || D == 128 || D == 256 || D == 512; }
 #endif
 
-void FwhtBatchT(float* x, int n, int D) {
-#if HWY_TARGET == HWY_SCALAR
-  for (int t = 0; t < n; ++t) FwhtOne(x + size_t(t) * D, size_t(D));
-#else
-  const DE d;
-  const auto s = hn::Set(d, 1.0f / std::sqrt(static_cast<float>(D)));
-  HWY_ALIGN float tmp[512];
-  for (int t = 0; t < n; ++t) {
-    float* row = x + size_t(t) * D;
-    FwhtRowD(size_t(D), row, tmp, [&](hn::Vec<DE> v, size_t i) {
-      hn::StoreU(hn::Mul(s, v), d, row + i);
-    });
-  }
-#endif
-}
-
-// Rotates (optionally) and rounds tokens to fp16. Returns false if any value is non-finite or
-// overflows fp16; the caller then asks the reference for the precise error message.
-// One check on the output covers both: every rotated value is a +-1 sum of all inputs, so a
-// NaN or Inf input makes all of them non-finite, and |v| > 65504 is false for finite values
-// only. The check compares the bits of |v| as integers (NaN is above Inf, above 65504).
-bool PrepareTokensT(const TileShape& shape, const float* x, int n, f16_t* out) {
-  const size_t D = size_t(shape.head_dim);
-#if HWY_TARGET == HWY_SCALAR
+// Rotates (optionally) and rounds tokens to fp16 one row at a time with FwhtOne: the path for
+// the scalar target and for head dims the blocked transform does not cover.
+bool PrepareTokensGeneric(const TileShape& shape, const float* x, int n, f16_t* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
+  const size_t D = size_t(shape.head_dim);
   HWY_ALIGN float row[512];
   const auto limit = hn::Set(df, 65504.0f);
   for (int t = 0; t < n; ++t) {
@@ -196,32 +176,62 @@ bool PrepareTokensT(const TileShape& shape, const float* x, int n, f16_t* out) {
     if (!hn::AllTrue(df, fits)) return false;
   }
   return true;
-#else
-  const DE d;
-  const hn::RebindToSigned<DE> di;
-  const auto s = hn::Set(d, 1.0f / std::sqrt(static_cast<float>(D)));
-  const auto limit = hn::BitCast(di, hn::Set(d, 65504.0f));
-  auto worst = hn::Zero(di);  // max over |v| as integer bits
-  HWY_ALIGN float tmp[512];
-  for (int t = 0; t < n; ++t) {
-    const float* src = x + size_t(t) * D;
-    f16_t* dst = out + size_t(t) * D;
-    if (shape.rotate) {
-      FwhtRowD(D, src, tmp, [&](hn::Vec<DE> v, size_t i) {
-        const auto y = hn::Mul(s, v);
-        worst = hn::Max(worst, hn::BitCast(di, hn::Abs(y)));
-        StoreF16Vec(d, y, dst + i);
+}
+
+void FwhtBatchT(float* x, int n, int D) {
+#if HWY_TARGET != HWY_SCALAR
+  if (BlockedFwhtFits(size_t(D))) {
+    const DE d;
+    const auto s = hn::Set(d, 1.0f / std::sqrt(static_cast<float>(D)));
+    HWY_ALIGN float tmp[512];
+    for (int t = 0; t < n; ++t) {
+      float* row = x + size_t(t) * D;
+      FwhtRowD(size_t(D), row, tmp, [&](hn::Vec<DE> v, size_t i) {
+        hn::StoreU(hn::Mul(s, v), d, row + i);
       });
-    } else {
-      for (size_t i = 0; i < D; i += 4) {
-        const auto y = hn::LoadU(d, src + i);
-        worst = hn::Max(worst, hn::BitCast(di, hn::Abs(y)));
-        StoreF16Vec(d, y, dst + i);
+    }
+    return;
+  }
+#endif
+  for (int t = 0; t < n; ++t) FwhtOne(x + size_t(t) * D, size_t(D));
+}
+
+// Rotates (optionally) and rounds tokens to fp16. Returns false if any value is non-finite or
+// overflows fp16; the caller then asks the reference for the precise error message.
+// One check on the output covers both: every rotated value is a +-1 sum of all inputs, so a
+// NaN or Inf input makes all of them non-finite, and |v| > 65504 is false for finite values
+// only. The check compares the bits of |v| as integers (NaN is above Inf, above 65504).
+bool PrepareTokensT(const TileShape& shape, const float* x, int n, f16_t* out) {
+#if HWY_TARGET != HWY_SCALAR
+  const size_t D = size_t(shape.head_dim);
+  if (BlockedFwhtFits(D)) {
+    const DE d;
+    const hn::RebindToSigned<DE> di;
+    const auto s = hn::Set(d, 1.0f / std::sqrt(static_cast<float>(D)));
+    const auto limit = hn::BitCast(di, hn::Set(d, 65504.0f));
+    auto worst = hn::Zero(di);  // max over |v| as integer bits
+    HWY_ALIGN float tmp[512];
+    for (int t = 0; t < n; ++t) {
+      const float* src = x + size_t(t) * D;
+      f16_t* dst = out + size_t(t) * D;
+      if (shape.rotate) {
+        FwhtRowD(D, src, tmp, [&](hn::Vec<DE> v, size_t i) {
+          const auto y = hn::Mul(s, v);
+          worst = hn::Max(worst, hn::BitCast(di, hn::Abs(y)));
+          StoreF16Vec(d, y, dst + i);
+        });
+      } else {
+        for (size_t i = 0; i < D; i += hn::Lanes(d)) {
+          const auto y = hn::LoadU(d, src + i);
+          worst = hn::Max(worst, hn::BitCast(di, hn::Abs(y)));
+          StoreF16Vec(d, y, dst + i);
+        }
       }
     }
+    return hn::AllFalse(di, hn::Gt(worst, limit));
   }
-  return hn::AllFalse(di, hn::Gt(worst, limit));
 #endif
+  return PrepareTokensGeneric(shape, x, n, out);
 }
 
 // ------------------------------ encode: layout
@@ -229,30 +239,38 @@ bool PrepareTokensT(const TileShape& shape, const float* x, int n, f16_t* out) {
 // Tile buffers of one encode, kept per thread so that encoding allocates nothing after the
 // first call on a thread (a cache commit encodes layers x heads tiles back to back).
 struct EncodeScratch {
-  std::vector<float> x;        // [G][D] the tile as stored (token-major)
-  std::vector<float> xt;       // [D][G] its transpose
+  std::vector<float> x;        // [G][D] the tile as stored (token-major), rows Stride(D) apart
+  std::vector<float> xt;       // [D][G] its transpose, rows Stride(G) apart
   std::vector<float> axis;     // per-axis vectors of VarN and RTN, kAxisArrays x max(G, D)
 };
 constexpr size_t kAxisArrays = 14;
 
+// Row stride (floats) of a float tile with `cols` columns. The std sweep walks a 64-byte
+// strip down all rows; with a power-of-two stride (512 bytes for 128 columns) those lines map
+// to 8 of the 64 L1 sets and evict each other. Four floats of padding spread them over all
+// sets (measured 4% faster sweeps).
+inline size_t Stride(size_t cols) { return cols + 4; }
+
 EncodeScratch& Scratch(size_t G, size_t D) {
   thread_local EncodeScratch s;
   const size_t n = std::max(G, D);
-  if (s.x.size() < G * D) {
-    s.x.resize(G * D);
-    s.xt.resize(G * D);
+  if (s.x.size() < G * Stride(D) || s.xt.size() < D * Stride(G)) {
+    s.x.resize(G * Stride(D));
+    s.xt.resize(D * Stride(G));
   }
   if (s.axis.size() < kAxisArrays * n) s.axis.resize(kAxisArrays * n);
   return s;
 }
 
-// in [rows][cols] fp16 -> x [rows][cols] and xt [cols][rows] in float. rows, cols % 4 == 0.
+// in [rows][cols] fp16 -> x [rows][cols] and xt [cols][rows] in float (row strides
+// Stride(cols) and Stride(rows)). rows, cols % 4 == 0.
 // Every std sweep below then reads contiguous memory rows, whichever tile axis it reduces.
 void ConvertTranspose(const f16_t* in, size_t rows, size_t cols, float* HWY_RESTRICT x,
                       float* HWY_RESTRICT xt) {
+  const size_t xs = Stride(cols), ts = Stride(rows);
 #if HWY_TARGET == HWY_SCALAR
   for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) xt[c * rows + r] = x[r * cols + c] = F16ToF32(in[r * cols + c]);
+    for (size_t c = 0; c < cols; ++c) xt[c * ts + r] = x[r * xs + c] = F16ToF32(in[r * cols + c]);
 #else
   const hn::CappedTag<float, 4> d;
   const hn::Repartition<double, decltype(d)> d64;
@@ -265,25 +283,25 @@ void ConvertTranspose(const f16_t* in, size_t rows, size_t cols, float* HWY_REST
   };
   for (size_t r = 0; r < rows; r += 4) {
     const f16_t* src = in + r * cols;
-    float* dst = x + r * cols;
+    float* dst = x + r * xs;
     for (size_t c = 0; c < cols; c += 4) {
       const auto v0 = LoadF16Vec(d, src + c);
       const auto v1 = LoadF16Vec(d, src + cols + c);
       const auto v2 = LoadF16Vec(d, src + 2 * cols + c);
       const auto v3 = LoadF16Vec(d, src + 3 * cols + c);
       hn::StoreU(v0, d, dst + c);
-      hn::StoreU(v1, d, dst + cols + c);
-      hn::StoreU(v2, d, dst + 2 * cols + c);
-      hn::StoreU(v3, d, dst + 3 * cols + c);
+      hn::StoreU(v1, d, dst + xs + c);
+      hn::StoreU(v2, d, dst + 2 * xs + c);
+      hn::StoreU(v3, d, dst + 3 * xs + c);
       const auto t0 = hn::InterleaveLower(d, v0, v1);  // a0 b0 a1 b1
       const auto t1 = hn::InterleaveLower(d, v2, v3);  // c0 d0 c1 d1
       const auto t2 = hn::InterleaveUpper(d, v0, v1);  // a2 b2 a3 b3
       const auto t3 = hn::InterleaveUpper(d, v2, v3);  // c2 d2 c3 d3
-      float* col = xt + c * rows + r;
+      float* col = xt + c * ts + r;
       hn::StoreU(lo64(t0, t1), d, col);
-      hn::StoreU(hi64(t0, t1), d, col + rows);
-      hn::StoreU(lo64(t2, t3), d, col + 2 * rows);
-      hn::StoreU(hi64(t2, t3), d, col + 3 * rows);
+      hn::StoreU(hi64(t0, t1), d, col + ts);
+      hn::StoreU(lo64(t2, t3), d, col + 2 * ts);
+      hn::StoreU(hi64(t2, t3), d, col + 3 * ts);
     }
   }
 #endif
@@ -298,7 +316,8 @@ HWY_INLINE hn::Vec<D> StdFromSums(D d, hn::Vec<D> s, hn::Vec<D> q, hn::Vec<D> in
   return hn::Sqrt(hn::Max(var, hn::Zero(d)));
 }
 
-// out[j] = std over i of M[i][j] * mult[i]; M is [rows][cols], cols % 4 == 0.
+// out[j] = std over i of M[i][j] * mult[i]; M is [rows][cols] with row stride Stride(cols),
+// cols % 4 == 0.
 // One-pass sums of (z - shift) with the shift = row 0's value: accurate when |mean| >> std
 // (K channels carry large offsets) and exactly 0 for constant columns. Strips of 4 vectors
 // keep 8 independent accumulators in registers; per element it is one FMA for the deviation,
@@ -307,6 +326,7 @@ void StdCols(const float* HWY_RESTRICT M, size_t rows, size_t cols,
              const float* HWY_RESTRICT mult, float* HWY_RESTRICT out) {
   const DE d;
   const size_t N = hn::Lanes(d);
+  const size_t stride = Stride(cols);
   const auto inv_n = hn::Set(d, 1.0f / static_cast<float>(rows));
   const auto inv_n1 = hn::Set(d, 1.0f / static_cast<float>(rows - 1));
   const auto k0 = hn::Set(d, mult[0]);
@@ -320,7 +340,7 @@ void StdCols(const float* HWY_RESTRICT M, size_t rows, size_t cols,
     auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
     auto q0 = hn::Zero(d), q1 = hn::Zero(d), q2 = hn::Zero(d), q3 = hn::Zero(d);
     for (size_t i = 1; i < rows; ++i) {  // row 0 is the shift: its deviation is 0
-      const float* m = M + i * cols + j;
+      const float* m = M + i * stride + j;
       const auto k = hn::Set(d, mult[i]);
       const auto d0 = hn::MulAdd(hn::LoadU(d, m), k, h0);
       const auto d1 = hn::MulAdd(hn::LoadU(d, m + N), k, h1);
@@ -344,7 +364,7 @@ void StdCols(const float* HWY_RESTRICT M, size_t rows, size_t cols,
     const auto h = hn::Neg(hn::Mul(hn::LoadU(d, M + j), k0));
     auto s = hn::Zero(d), q = hn::Zero(d);
     for (size_t i = 1; i < rows; ++i) {
-      const auto dv = hn::MulAdd(hn::LoadU(d, M + i * cols + j), hn::Set(d, mult[i]), h);
+      const auto dv = hn::MulAdd(hn::LoadU(d, M + i * stride + j), hn::Set(d, mult[i]), h);
       s = hn::Add(s, dv);
       q = hn::MulAdd(dv, dv, q);
     }
@@ -406,7 +426,8 @@ struct VarnOut {
   int best_iter = 0;
 };
 
-// VarN (spec §4.2) of the tile Y [R][C] (the spec's orientation), given also as YT [C][R].
+// VarN (spec §4.2) of the tile Y [R][C] (the spec's orientation), given also as YT [C][R]
+// (both with padded row strides, see Stride).
 // Column stds reduce over Y's memory rows, row stds over YT's, so both sweeps are StdCols.
 // `work` holds 8 arrays of max(R, C) floats.
 void Varn(const float* Y, const float* YT, size_t R, size_t C, int iters, float* work,
@@ -533,7 +554,7 @@ void QuantizeRows(const float* Y, size_t R, size_t C, const float* ec, const flo
   };
 #endif
   for (size_t r = 0; r < R; ++r) {
-    const float* m = Y + r * C;
+    const float* m = Y + r * Stride(C);
     auto lo0 = hn::Set(d, HUGE_VALF), hi0 = hn::Set(d, -HUGE_VALF);
     auto lo1 = lo0, hi1 = hi0;
     size_t j = 0;
