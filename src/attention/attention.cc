@@ -3,11 +3,11 @@
 #include "attention/attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "attention/attention_kernel.h"
-#include "attention/softmax_state.h"
 #include "common/dispatch.h"
 #include "common/parallel.h"
 #include "quant/tile_codec.h"
@@ -33,8 +33,13 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
   const int rows = n_q * g;
   const int G = view.block_tokens();
   const int n_blocks = (pos0 + n_q + G - 1) / G;
+  // Buffers of this thread's previous call are reused: one decode step calls Attend once per
+  // layer, and allocating and zeroing fresh vectors each time is a measurable share of a
+  // short-context call.
+  thread_local std::vector<float> qr, acc, o;
+  thread_local std::vector<attn::SoftmaxRow> states;
   // Queries per KV head, row r = i * g + j, in the cache's frame.
-  std::vector<float> qr(size_t(Hk) * rows * D);
+  qr.resize(size_t(Hk) * rows * D);
   for (int i = 0; i < n_q; ++i)
     for (int kh = 0; kh < Hk; ++kh)
       for (int j = 0; j < g; ++j)
@@ -46,8 +51,8 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
   const int threads = std::max(1, p.n_threads);
   const int splits = std::clamp((2 * threads + Hk - 1) / Hk, 1, n_blocks);
   const int items = Hk * splits;
-  std::vector<attn::SoftmaxRow> states(size_t(items) * rows);
-  std::vector<float> acc(size_t(items) * rows * D, 0.0f);
+  states.assign(size_t(items) * rows, attn::SoftmaxRow{});
+  acc.assign(size_t(items) * rows * D, 0.0f);
 
   const CodecSpec& spec = cfg.codec;
   attn::KernelArgs base{};
@@ -65,38 +70,51 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
   base.kind = spec.kind;
   base.row_bytes = cache.RowBytes();
 
+  // The thread_local vectors are named through pointers: workers must use this thread's.
+  const float* qp = qr.data();
+  attn::SoftmaxRow* sp_states = states.data();
+  float* accp = acc.data();
   ParallelFor(threads, items, [&](int64_t begin, int64_t end) {
     thread_local attn::KernelScratch scratch;
     for (int64_t it = begin; it < end; ++it) {
       attn::KernelArgs a = base;
       const int kh = int(it) / splits, sp = int(it) % splits;
       a.kv_head = kh;
-      a.q = qr.data() + size_t(kh) * rows * D;
+      a.q = qp + size_t(kh) * rows * D;
       a.block_begin = int(int64_t(n_blocks) * sp / splits);
       a.block_end = int(int64_t(n_blocks) * (sp + 1) / splits);
-      a.states = states.data() + size_t(it) * rows;
-      a.acc = acc.data() + size_t(it) * rows * D;
+      a.states = sp_states + size_t(it) * rows;
+      a.acc = accp + size_t(it) * rows * D;
       a.scratch = &scratch;
       attn::AttendRange(a);
     }
   });
 
-  // Merge splits in order (deterministic for a given thread count's split), normalize,
-  // un-rotate, scatter back to [n_q][H][D].
-  std::vector<float> o(size_t(rows) * D);
-  SoftmaxState total(D), part(D);
+  // Merge the splits of each row with one log-sum-exp (SoftmaxState::Merge's rule applied to
+  // all splits at once; deterministic for a given split), normalize, un-rotate, scatter back to
+  // [n_q][H][D].
+  o.resize(size_t(rows) * D);
   for (int kh = 0; kh < Hk; ++kh) {
     for (int r = 0; r < rows; ++r) {
-      total.Reset();
-      for (int sp = 0; sp < splits; ++sp) {
-        const size_t it = size_t(kh) * splits + sp;
-        const attn::SoftmaxRow& st = states[it * rows + r];
-        part.m = st.m;
-        part.l = st.l;
-        std::copy_n(acc.begin() + ptrdiff_t((it * rows + r) * D), D, part.acc.begin());
-        total.Merge(part);
+      float m = -INFINITY;
+      for (int sp = 0; sp < splits; ++sp)
+        m = std::max(m, states[(size_t(kh) * splits + sp) * rows + r].m);
+      float* out_r = o.data() + size_t(r) * D;
+      std::fill(out_r, out_r + D, 0.0f);
+      float l = 0.0f;
+      if (m != -INFINITY) {  // else no key: the output is zeros rather than 0/0
+        for (int sp = 0; sp < splits; ++sp) {
+          const size_t it = size_t(kh) * splits + sp;
+          const attn::SoftmaxRow& st = states[it * rows + r];
+          if (st.m == -INFINITY) continue;  // empty split
+          const float f = std::exp(st.m - m);
+          l += st.l * f;
+          const float* a = acc.data() + (it * rows + r) * D;
+          for (int d = 0; d < D; ++d) out_r[d] += a[d] * f;
+        }
       }
-      total.Normalize(o.data() + size_t(r) * D);
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      for (int d = 0; d < D; ++d) out_r[d] *= inv;
     }
     if (cache.rotated()) FwhtBatch(o.data(), rows, D);
     for (int r = 0; r < rows; ++r) {
