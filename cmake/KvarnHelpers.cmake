@@ -13,6 +13,18 @@ if(KVARN_SANITIZE)
     -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(kvarn_options INTERFACE -fsanitize=address,undefined)
 endif()
+if(KVARN_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "KVARN_FUZZ needs clang (libFuzzer); configure with the fuzz preset")
+  endif()
+  # Coverage instrumentation for libFuzzer in every library; the fuzz targets add
+  # -fsanitize=fuzzer (libFuzzer's main) themselves. Recovering from a UBSan report would let
+  # the fuzzer miss it, hence no recovery.
+  target_compile_options(kvarn_options INTERFACE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+    -fno-omit-frame-pointer -g)
+  target_link_options(kvarn_options INTERFACE -fsanitize=address,undefined)
+endif()
 
 # kvarn_layer(NAME DIR DEPS...): a static library from every .cc in DIR.
 # Globbing keeps each layer's file list in one place (its folder).

@@ -533,6 +533,7 @@ Status GgufFile::Open(const std::string& path, std::unique_ptr<GgufFile>* out) {
       return IoError(path + ": cannot map " + Num(f->size_) + " bytes: " + std::strerror(err));
     }
     f->base_ = static_cast<const uint8_t*>(p);
+    f->mapped_ = true;
   }
   ::close(fd);  // the mapping keeps the file contents reachable
   Status s = GgufParser(f.get()).Parse();
@@ -541,8 +542,25 @@ Status GgufFile::Open(const std::string& path, std::unique_ptr<GgufFile>* out) {
   return Status::Ok();
 }
 
+Status GgufFile::OpenBuffer(const uint8_t* data, size_t size, const std::string& name,
+                            std::unique_ptr<GgufFile>* out) {
+  out->reset();
+  std::unique_ptr<GgufFile> f(new GgufFile());
+  f->path_ = name;
+  f->size_ = size;
+  if (size > 0) {
+    f->owned_.reset(new uint8_t[size]);
+    std::memcpy(f->owned_.get(), data, size);
+    f->base_ = f->owned_.get();
+  }
+  Status s = GgufParser(f.get()).Parse();
+  if (!s.ok()) return s.WithContext(name);
+  *out = std::move(f);
+  return Status::Ok();
+}
+
 GgufFile::~GgufFile() {
-  if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), static_cast<size_t>(size_));
+  if (mapped_) ::munmap(const_cast<uint8_t*>(base_), static_cast<size_t>(size_));
 }
 
 const GgufValue* GgufFile::Find(std::string_view key) const {

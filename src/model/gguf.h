@@ -82,6 +82,10 @@ class GgufFile {
 
   // Maps and validates the file. On success *out owns the mapping.
   static Status Open(const std::string& path, std::unique_ptr<GgufFile>* out);
+  // Validates size bytes held in memory (fuzzing, embedded files). The bytes are copied, so
+  // the buffer may be freed afterwards; name stands in for the path in messages.
+  static Status OpenBuffer(const uint8_t* data, size_t size, const std::string& name,
+                           std::unique_ptr<GgufFile>* out);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
@@ -122,7 +126,11 @@ class GgufFile {
   Status Lookup(std::string_view key, const GgufValue** v) const;
 
   std::string path_;
-  const uint8_t* base_ = nullptr;  // the read-only mapping
+  const uint8_t* base_ = nullptr;  // the read-only mapping, or owned_.data()
+  bool mapped_ = false;            // base_ is an mmap to unmap
+  // OpenBuffer's copy. An exactly sized heap block, so a read past the end is an ASan report
+  // when fuzzing rather than a silent read of mapping padding.
+  std::unique_ptr<uint8_t[]> owned_;
   uint64_t size_ = 0;
   uint32_t version_ = 0;
   uint32_t alignment_ = kDefaultAlignment;

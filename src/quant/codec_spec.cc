@@ -107,9 +107,18 @@ Status ValidateCodec(const CodecSpec& spec, int head_dim) {
       return Unsupported("codec " + spec.Name() + ": head_dim " + std::to_string(head_dim) +
                          " unsupported (Hadamard tile codecs need 64, 128, 256 or 512)");
     // G must hold whole packed bytes for the smallest bit width (G*2/8 integral): G % 8 == 0.
-    if (spec.group % 8 != 0)
+    // A spec built in code (not parsed) reaches here unchecked, so the parser's ranges are
+    // enforced again: G = 0 would divide by zero in the cache, odd bit widths overrun records.
+    if (spec.group < 8 || spec.group > 1024 || spec.group % 8 != 0)
       return Unsupported("codec " + spec.Name() + ": G " + std::to_string(spec.group) +
-                         " is not a multiple of 8");
+                         " is not a multiple of 8 in [8, 1024]");
+    auto bits_ok = [](int b) { return b == 2 || b == 4 || b == 8; };
+    if (!bits_ok(spec.k_bits) || !bits_ok(spec.v_bits))
+      return Unsupported("codec " + spec.Name() + ": K bits " + std::to_string(spec.k_bits) +
+                         ", V bits " + std::to_string(spec.v_bits) + " not in {2,4,8}");
+    if (spec.iters < 0 || spec.iters > 1000)
+      return InvalidArgument("codec " + spec.Name() + ": iterations " +
+                             std::to_string(spec.iters) + " not in [0, 1000]");
     return Status::Ok();
   }
   if (head_dim <= 0 || head_dim > 4096)
