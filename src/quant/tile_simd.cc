@@ -243,7 +243,7 @@ struct EncodeScratch {
   std::vector<float> xt;       // [D][G] its transpose, rows Stride(G) apart
   std::vector<float> axis;     // per-axis vectors of VarN and RTN, kAxisArrays x max(G, D)
 };
-constexpr size_t kAxisArrays = 14;
+constexpr size_t kAxisArrays = 15;
 
 // Row stride (floats) of a float tile with `cols` columns. The std sweep walks a 64-byte
 // strip down all rows; with a power-of-two stride (512 bytes for 128 columns) those lines map
@@ -524,15 +524,19 @@ HWY_INLINE void StorePacked(hn::Vec<hn::Full128<uint8_t>> c, uint8_t* HWY_RESTRI
 // absorption of the row scale rs = 1 / er (§5.2): codes row r -> codes + r * row_bytes,
 // a[r] = rs[r] * step, z[r] = rs[r] * lo as fp16. C % 8 == 0.
 // With t = Y * ec, B = t * er and er > 0, so the row min/max of B are those of t times er
-// (exactly: rounding is monotone), and (B - lo) / step = (t - lo_t) * (er / step).
+// (exactly: rounding is monotone), and (B - lo) / step = (t - lo_t) / step_t with
+// step_t = step / er. The first pass keeps t in `t_row` [C]: recomputing it in the second
+// would let the compiler contract Y * ec - lo_t into one FMA, whose unrounded product can sit
+// above lo_t where t == lo_t, and a row of equal values (step at its floor) would then get
+// codes of qmax instead of 0.
 // Rounding: adding 2^23 to a value in [0, 2^22) rounds it to an integer, half to even (the
-// spec's rule) in the current rounding mode, and leaves the integer in the low mantissa bits;
-// the fused multiply-add rounds only once. This replaces round + convert, whose Highway
-// conversion adds an overflow fix-up of five instructions per vector.
+// spec's rule) in the current rounding mode, and leaves the integer in the low mantissa bits.
+// This replaces round + convert, whose Highway conversion adds an overflow fix-up of five
+// instructions per vector.
 template <int kBits>
 void QuantizeRows(const float* Y, size_t R, size_t C, const float* ec, const float* er,
                   const float* rs, uint8_t* codes_out, size_t row_bytes, uint8_t* a_out,
-                  uint8_t* z_out, float* a, float* z) {
+                  uint8_t* z_out, float* a, float* z, float* HWY_RESTRICT t_row) {
   const DE d;
   const size_t N = hn::Lanes(d);
   const float qmax = float((1 << kBits) - 1);
@@ -545,11 +549,10 @@ void QuantizeRows(const float* Y, size_t R, size_t C, const float* ec, const flo
   const auto magic = hn::Set(d, kMagic);
   const auto magic_bits = hn::BitCast(di, magic);
   const auto top = hn::Set(d, kMagic + qmax);
-  // Codes of 4 consecutive vectors as i32 lanes (value 2^23 + code as float).
-  auto code = [&](const float* m, const float* e, hn::Vec<DE> lo, hn::Vec<DE> k) {
-    const auto t = hn::Mul(hn::LoadU(d, m), hn::LoadU(d, e));
+  // Codes of 4 values of t as i32 lanes.
+  auto code = [&](const float* t, hn::Vec<DE> lo, hn::Vec<DE> step_t) {
     // t >= lo_t, so the code is >= 0; the upper clamp catches rounding above qmax.
-    const auto y = hn::Min(hn::MulAdd(hn::Sub(t, lo), k, magic), top);
+    const auto y = hn::Min(hn::Add(hn::Div(hn::Sub(hn::LoadU(d, t), lo), step_t), magic), top);
     return hn::Sub(hn::BitCast(di, y), magic_bits);
   };
 #endif
@@ -561,6 +564,8 @@ void QuantizeRows(const float* Y, size_t R, size_t C, const float* ec, const flo
     for (; j + 2 * N <= C; j += 2 * N) {
       const auto t0 = hn::Mul(hn::LoadU(d, m + j), hn::LoadU(d, ec + j));
       const auto t1 = hn::Mul(hn::LoadU(d, m + j + N), hn::LoadU(d, ec + j + N));
+      hn::StoreU(t0, d, t_row + j);
+      hn::StoreU(t1, d, t_row + j + N);
       lo0 = hn::Min(lo0, t0);
       hi0 = hn::Max(hi0, t0);
       lo1 = hn::Min(lo1, t1);
@@ -568,35 +573,42 @@ void QuantizeRows(const float* Y, size_t R, size_t C, const float* ec, const flo
     }
     for (; j < C; j += N) {
       const auto t = hn::Mul(hn::LoadU(d, m + j), hn::LoadU(d, ec + j));
+      hn::StoreU(t, d, t_row + j);
       lo0 = hn::Min(lo0, t);
       hi0 = hn::Max(hi0, t);
     }
     const float lo_t = hn::GetLane(hn::MinOfLanes(d, hn::Min(lo0, lo1)));
     const float hi_t = hn::GetLane(hn::MaxOfLanes(d, hn::Max(hi0, hi1)));
     const float lo = lo_t * er[r];
-    const float step = std::max((hi_t * er[r] - lo) / qmax, float(ref::kStepFloor));
-    const float k = er[r] / step;
+    const float range_t = hi_t - lo_t;
+    const float step = std::max(range_t * er[r] / qmax, float(ref::kStepFloor));
+    // The step in units of t: (hi_t - lo_t) / qmax unless the floor applies. Dividing by it
+    // (rather than multiplying by a reciprocal) keeps exact ties exact: rows of few distinct
+    // values (B - lo = (n + 1/2) step exactly) must round half to even like the reference.
+    const float step_t = range_t * er[r] / qmax >= float(ref::kStepFloor)
+                             ? range_t / qmax
+                             : float(ref::kStepFloor) / er[r];
     uint8_t* dst = codes_out + r * row_bytes;
 #if HWY_TARGET == HWY_SCALAR
     uint8_t codes[1024];
     for (j = 0; j < C; ++j) {
-      const float y = std::min(std::fma(m[j] * ec[j] - lo_t, k, kMagic), kMagic + qmax);
+      const float y = std::min((t_row[j] - lo_t) / step_t + kMagic, kMagic + qmax);
       codes[j] = static_cast<uint8_t>(y - kMagic);
     }
     ref::PackRow(codes, int(C), kBits, dst);
 #else
-    const auto vlo = hn::Set(d, lo_t), vk = hn::Set(d, k);
+    const auto vlo = hn::Set(d, lo_t), vk = hn::Set(d, step_t);
     for (j = 0; j + 16 <= C; j += 16) {
-      const auto c01 = hn::ReorderDemote2To(d16, code(m + j, ec + j, vlo, vk),
-                                            code(m + j + 4, ec + j + 4, vlo, vk));
-      const auto c23 = hn::ReorderDemote2To(d16, code(m + j + 8, ec + j + 8, vlo, vk),
-                                            code(m + j + 12, ec + j + 12, vlo, vk));
+      const auto c01 = hn::ReorderDemote2To(d16, code(t_row + j, vlo, vk),
+                                            code(t_row + j + 4, vlo, vk));
+      const auto c23 = hn::ReorderDemote2To(d16, code(t_row + j + 8, vlo, vk),
+                                            code(t_row + j + 12, vlo, vk));
       const auto c = hn::Combine(d8, hn::DemoteTo(d8h, c23), hn::DemoteTo(d8h, c01));
       StorePacked<kBits, 16>(c, dst + j * kBits / 8);
     }
     if (j < C) {  // C % 16 == 8
-      const auto c01 = hn::ReorderDemote2To(d16, code(m + j, ec + j, vlo, vk),
-                                            code(m + j + 4, ec + j + 4, vlo, vk));
+      const auto c01 = hn::ReorderDemote2To(d16, code(t_row + j, vlo, vk),
+                                            code(t_row + j + 4, vlo, vk));
       const auto c8 = hn::DemoteTo(d8h, c01);
       StorePacked<kBits, 8>(hn::Combine(d8, c8, c8), dst + j * kBits / 8);
     }
@@ -626,7 +638,7 @@ void EncodeOne(const float* Y, const float* YT, size_t R, size_t C, int iters, i
   Reciprocal(vo.sr, R, er);
   auto* quantize = bits == 2 ? &QuantizeRows<2> : bits == 4 ? &QuantizeRows<4> : &QuantizeRows<8>;
   quantize(Y, R, C, ec, er, vo.sr, codes_out, row_bytes, a_out, z_out, work + 12 * n,
-           work + 13 * n);
+           work + 13 * n, work + 14 * n);
   StoreF16Array(vo.sc, C, col_scale_out);
   *info_initial = vo.initial;
   *info_best = vo.best;
