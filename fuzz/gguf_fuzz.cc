@@ -1,7 +1,9 @@
 // libFuzzer target: the GGUF reader and everything that reads a model's metadata from it.
 // The input is a whole GGUF file. OpenBuffer validates it; on success every metadata value
-// goes through every typed accessor, and the config, weight binding and tokenizer builders
-// run on it, as Model::Load and the CLI would. Any crash, sanitizer report or leak is a bug:
+// goes through every typed accessor, and the config and tokenizer builders run on it, as
+// Model::Load and the CLI would. (Weight binding, BindWeights, is shape checks on the parsed
+// infos; the malformed-file corpus covers it, and leaving it out keeps the fuzz build off the
+// matmul kernels.) Any crash, sanitizer report or leak is a bug:
 // a hostile file must only ever produce a Status.
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +14,6 @@
 #include "model/config.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
-#include "model/weights.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kvarn;
@@ -49,10 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   ModelConfig config;
-  if (ReadModelConfig(*f, &config).ok()) {
-    ModelWeights weights;
-    (void)BindWeights(*f, config, &weights);
-  }
+  (void)ReadModelConfig(*f, &config);
   std::unique_ptr<Tokenizer> tok;
   if (Tokenizer::FromGguf(*f, &tok).ok()) {
     std::vector<int32_t> ids;
