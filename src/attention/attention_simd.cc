@@ -365,10 +365,11 @@ void AccumTokenMajorT(const T* HWY_RESTRICT V, size_t n, size_t D, const float* 
   }
 }
 
-// Vectors of channels per value tile for R rows (R * DV <= 12), as long as D allows.
+// Vectors of channels per value tile for R rows, as long as D allows: R * DV accumulators plus
+// DV streamed vectors plus one broadcast must fit the 16 AVX2 registers (3 x 4 spills one).
 template <int R>
 constexpr int ValueVectors() {
-  return R <= 3 ? 4 : 2;
+  return R <= 2 ? 4 : 2;
 }
 
 template <class T>
