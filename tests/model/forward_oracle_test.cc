@@ -79,8 +79,13 @@ void CheckModel(const char* model_file, const char* golden, double fast_tol) {
     const double ref_err = RelativeMaxError(*m, c, 2);
     SetForceReference(false);
     EXPECT_LT(ref_err, 1e-3) << "reference kernels, " << c.ids.size() << " tokens";
-    // Fast kernels quantize activations per 32-value block for the integer weight products
-    // (llama.cpp's route), which moves logits by more; see docs/deviations.md.
+    // Fast kernels: steps of fewer than 8 tokens quantize activations per 32 values to 8-bit
+    // codes for integer weight products (llama.cpp's route); SmolLM2's Q4_1 weights reach
+    // |w| ~ 5 with large per-block minima, so a 5-token prompt moves the logits by ~0.5 std
+    // (measured: 0.48 SmolLM2, 0.14 Qwen); 8+ tokens take the float prefill kernels (~0.04-0.1
+    // std, from summation order over ~30 layers). The bound is a regression guard for gross
+    // kernel bugs (a wrong code or scale moves logits by several std), not an accuracy claim;
+    // docs/deviations.md has the numbers.
     const double fast_err = RelativeMaxError(*m, c, 2);
     EXPECT_LT(fast_err, fast_tol) << "fast kernels, " << c.ids.size() << " tokens";
     std::printf("[ oracle ] %s %zu tokens: max|diff|/std reference %.2e fast %.2e\n", model_file,
