@@ -6,6 +6,7 @@
 # then fuzzes starting from the committed seeds in fuzz/corpus/TARGET. New inputs go to
 # $KVARN_FUZZ_WORK/TARGET/corpus (default build/fuzz-work; never into the committed seeds),
 # crash reproducers to $KVARN_FUZZ_WORK/TARGET/, the log to $KVARN_FUZZ_WORK/TARGET/fuzz.log.
+# Needs clang and its runtimes (Debian: clang, libclang-rt-14-dev); scripts/test.sh does not.
 # Exits non-zero when the fuzzer found a crash, leak, timeout or sanitizer report.
 # Reproduce one finding: build/fuzz/fuzz/TARGET path/to/crash-file
 set -euo pipefail
