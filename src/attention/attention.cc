@@ -49,7 +49,13 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
 
   // Split each KV head's blocks into chunks so every thread has work (flash-decoding).
   const int threads = std::max(1, p.n_threads);
-  const int splits = std::clamp((2 * threads + Hk - 1) / Hk, 1, n_blocks);
+  // The split depends on the context only, never on the thread count, so results are
+  // bit-identical for any number of threads (threads only pick up different items): one split
+  // per kKvBlocksPerSplit blocks, at least 2 per KV head once there are 2 blocks so that two
+  // threads have work for decoding at moderate contexts.
+  constexpr int kKvBlocksPerSplit = 8;
+  const int splits = std::clamp((n_blocks + kKvBlocksPerSplit - 1) / kKvBlocksPerSplit,
+                                std::min(2, n_blocks), n_blocks);
   const int items = Hk * splits;
   states.assign(size_t(items) * rows, attn::SoftmaxRow{});
   acc.assign(size_t(items) * rows * D, 0.0f);
