@@ -13,6 +13,8 @@
 
 #include "attention/attention.h"
 #include "commands.h"
+#include "common_flags.h"
+#include "model/model.h"
 #include "common/parallel.h"
 #include "common/rng.h"
 
@@ -115,6 +117,83 @@ int Run(const BenchOptions& o) {
   return 0;
 }
 
+struct DecodeOptions {
+  ModelFlags model;
+  std::vector<int> depths = {512, 2048, 4096, 8192};
+  std::vector<std::string> codecs = {"f16", "kvarn_k4v2_g128"};
+  int n_decode = 32;
+  int reps = 3;
+};
+
+// Prefills `depth` tokens, then times n_decode single-token steps; reports prompt tokens/s and
+// the median decode step as tokens/s. Token ids are a fixed pseudo-random sequence: speed does
+// not depend on the text.
+int RunDecode(const DecodeOptions& o) {
+  std::string path;
+  Status st = ResolveModel(o.model, &path);
+  std::unique_ptr<Model> model;
+  if (st.ok()) st = Model::Load(path, &model);
+  if (!st.ok()) {
+    std::fprintf(stderr, "kvarn bench decode: %s\n", st.message().c_str());
+    return 1;
+  }
+  const int threads = ResolveThreads(o.model);
+  std::printf("kvarn bench decode: %s, %d threads, %d decode steps, median of %d runs\n",
+              path.c_str(), threads, o.n_decode, o.reps);
+  std::printf("%7s %-18s %12s %12s %12s\n", "depth", "cache", "prompt t/s", "decode t/s",
+              "KV MiB");
+  for (int depth : o.depths) {
+    for (const std::string& name : o.codecs) {
+      CodecSpec spec;
+      if (!(st = ParseCodecSpec(name, &spec)).ok()) {
+        std::fprintf(stderr, "kvarn bench decode: %s\n", st.message().c_str());
+        return 1;
+      }
+      std::vector<double> pp, tg;
+      double kv_mib = 0;
+      for (int r = 0; r < o.reps; ++r) {
+        std::unique_ptr<KvCache> cache;
+        st = model->CreateCache(spec, depth + o.n_decode + 1, size_t(16) << 30, &cache);
+        int seq = 0;
+        if (st.ok()) st = cache->AddSequence(&seq);
+        std::vector<int32_t> ids(static_cast<size_t>(depth));
+        for (int i = 0; i < depth; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % 20000 + 100);
+        ForwardOptions fo;
+        fo.n_threads = threads;
+        ForwardOutput out;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; st.ok() && i < depth; i += o.model.batch) {
+          const int n = std::min(o.model.batch, depth - i);
+          st = model->Forward(*cache, seq, ids.data() + i, n, fo, &out);
+        }
+        const auto t1 = std::chrono::steady_clock::now();
+        std::vector<double> steps;
+        int32_t next = 100;
+        for (int i = 0; st.ok() && i < o.n_decode; ++i) {
+          const auto a = std::chrono::steady_clock::now();
+          st = model->Forward(*cache, seq, &next, 1, fo, &out);
+          steps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+          next = int32_t((next * 31 + 7) % 20000 + 100);
+        }
+        if (!st.ok()) {
+          std::fprintf(stderr, "kvarn bench decode: %s\n", st.message().c_str());
+          return 1;
+        }
+        std::sort(steps.begin(), steps.end());
+        pp.push_back(depth / std::chrono::duration<double>(t1 - t0).count());
+        tg.push_back(1.0 / steps[steps.size() / 2]);
+        kv_mib = double(cache->Stats().total()) / double(1 << 20);
+      }
+      std::sort(pp.begin(), pp.end());
+      std::sort(tg.begin(), tg.end());
+      std::printf("%7d %-18s %12.1f %12.2f %12.2f\n", depth, spec.Name().c_str(),
+                  pp[pp.size() / 2], tg[tg.size() / 2], kv_mib);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 Runner AddBenchCommand(CLI::App& app) {
@@ -127,7 +206,14 @@ Runner AddBenchCommand(CLI::App& app) {
   a->add_option("--shape", o->shapes, "smollm2 and/or qwen");
   a->add_option("-t,--threads", o->threads, "threads (default: all cores)");
   a->add_option("--reps", o->reps, "repetitions (median reported)")->check(CLI::Range(1, 1000));
-  return [o] { return Run(*o); };
+  auto d = std::make_shared<DecodeOptions>();
+  CLI::App* dc = b->add_subcommand("decode", "decode tokens/s of a model at given context depths");
+  AddModelFlags(dc, &d->model, "kvarn_k4v2_g128");
+  dc->add_option("--depth", d->depths, "context depths (prefilled tokens)");
+  dc->add_option("--cache-types", d->codecs, "cache types");
+  dc->add_option("--n-decode", d->n_decode, "timed decode steps")->check(CLI::Range(1, 100000));
+  dc->add_option("--reps", d->reps, "runs (median reported)")->check(CLI::Range(1, 100));
+  return [o, d, a, dc] { return a->parsed() ? Run(*o) : RunDecode(*d); };
 }
 
 }  // namespace kvarn::cli
