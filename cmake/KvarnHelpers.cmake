@@ -12,6 +12,9 @@ if(KVARN_SANITIZE)
   target_compile_options(kvarn_options INTERFACE
     -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(kvarn_options INTERFACE -fsanitize=address,undefined)
+  # Tests that run whole real models use a smaller workload under the sanitizers (same code
+  # paths, fewer prompts and steps) so the CI suite stays well inside its time.
+  target_compile_definitions(kvarn_options INTERFACE KVARN_SANITIZER_BUILD=1)
 endif()
 if(KVARN_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
@@ -24,6 +27,9 @@ if(KVARN_FUZZ)
     -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
     -fno-omit-frame-pointer -g)
   target_link_options(kvarn_options INTERFACE -fsanitize=address,undefined)
+  # Tests that run whole real models use a smaller workload under the sanitizers (same code
+  # paths, fewer prompts and steps) so the CI suite stays well inside its time.
+  target_compile_definitions(kvarn_options INTERFACE KVARN_SANITIZER_BUILD=1)
 endif()
 
 # kvarn_layer(NAME DIR DEPS...): a static library from every .cc in DIR.
