@@ -63,7 +63,13 @@ TEST_P(AttentionTest, FusedMatchesDequantizedDoubleReference) {
   const int Hk = 2;
   Fixture f(codec, D, Hk, gqa);
   const int G = f.cache->block_tokens();
-  const int lengths[] = {1, G - 1, G, G + 1, 2 * G, 5 * G + 17, 4096 + 3};
+#ifdef KVARN_SANITIZER_BUILD
+  // Under ASan the long context runs for one shape only (same code paths, 1/33 of the work).
+  const int longest = (D == 64 && gqa == 3) ? 4096 + 3 : 5 * G + 17;
+#else
+  const int longest = 4096 + 3;
+#endif
+  const int lengths[] = {1, G - 1, G, G + 1, 2 * G, 5 * G + 17, longest};
   AttentionParams p;
   p.n_heads = f.H;
   p.scale = float(1.0 / std::sqrt(double(D)));
