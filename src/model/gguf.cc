@@ -443,13 +443,13 @@ class GgufParser {
     // Blocks run along ne[0] (rows are whole blocks), as ggml requires.
     if (t->ne[0] % traits->block_size != 0) {
       return CorruptData("ne[0] = " + std::to_string(t->ne[0]) + " is not a multiple of the " +
-                         traits->name + " block size " + std::to_string(traits->block_size));
+                         GgmlTypeName(type) + std::string(" block size ") + std::to_string(traits->block_size));
     }
     // Blocks can be larger than their element count (F32: 4 bytes per element), so the byte
     // size can overflow even when the element count fits int64.
     if (!CheckedMul(n / static_cast<uint64_t>(traits->block_size),
                     static_cast<uint64_t>(traits->block_bytes), &t->n_bytes)) {
-      return CorruptData("byte size of " + Num(n) + " " + traits->name +
+      return CorruptData("byte size of " + Num(n) + " " + GgmlTypeName(type) +
                          " elements overflows 64 bits");
     }
     KVARN_RETURN_IF_ERROR(in_.Read(&t->offset, "offset"));

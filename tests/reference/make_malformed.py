@@ -227,14 +227,14 @@ def cases():
     add("tensor_dim_over_int64.gguf", build(tensors=with_tensor("token_embd.weight", ne=[8, 2**63])),
         "ne[1] = 9223372036854775808 exceeds int64")
     add("tensor_bytes_overflow.gguf", build(tensors=with_tensor("token_embd.weight", ne=[2**62])),
-        "byte size of 4611686018427387904 f32 elements overflows 64 bits")
+        "byte size of 4611686018427387904 F32 elements overflows 64 bits")
     add("tensor_unknown_type.gguf", build(tensors=with_tensor("token_embd.weight", type=99)),
         "unknown ggml type id 99")
     add("tensor_unsupported_type.gguf",
         build(tensors=with_tensor("token_embd.weight", type=T_IQ2_XXS, ne=[256, 8])),
         "type IQ2_XXS (16) not supported")
     add("tensor_partial_block.gguf", build(tensors=with_tensor("token_embd.weight", type=T_Q8_0)),
-        "ne[0] = 8 is not a multiple of the q8_0 block size 32")
+        "ne[0] = 8 is not a multiple of the Q8_0 block size 32")
     n = len(base_tensors())
     packed = [i * 256 for i in range(n)]
     add("tensor_misaligned_offset.gguf", build(offsets=[4] + packed[1:]),
