@@ -74,7 +74,8 @@ TEST_P(AttentionTest, FusedMatchesDequantizedDoubleReference) {
   p.n_heads = f.H;
   p.scale = float(1.0 / std::sqrt(double(D)));
   for (int len : lengths) {
-    // One more token so the previous blocks get committed and encoded like in decoding.
+    // The sanitizer grid repeats 5G+17 as its longest length: a repeat adds nothing.
+    if (len <= f.cache->Length(f.seq)) continue;
     f.Append(len - f.cache->Length(f.seq));
     SeqView view;
     ASSERT_TRUE(f.cache->View(f.seq, &view).ok());
