@@ -51,5 +51,11 @@ function(kvarn_test_suite name dir)
   target_compile_definitions(${name} PRIVATE HWY_IS_TEST=1
     KVARN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   target_link_libraries(${name} PRIVATE kvarn_options GTest::gtest_main ${ARGN})
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+  # Real-model tests run several times slower under the sanitizers.
+  if(KVARN_SANITIZE)
+    set(timeout 1800)
+  else()
+    set(timeout 600)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${timeout})
 endfunction()
