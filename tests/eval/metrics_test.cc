@@ -71,6 +71,9 @@ TEST(Schedules, ExactCacheTypeGivesZeroError) {
   ASSERT_TRUE(ParseCodecSpec("f32", &cases[0].codec).ok());
   cases[1] = cases[0];
   cases[1].static_schedule = true;
+#ifdef KVARN_SANITIZER_BUILD
+  cases.resize(1);  // ASan runs one schedule (the code paths are shared); release runs both
+#endif
   PseudoDecodeOptions opt;
   opt.n_threads = 2;
   opt.bucket = 128;
@@ -92,6 +95,9 @@ TEST(Schedules, ExactCacheTypeGivesZeroError) {
       EXPECT_EQ(r.key_e_d[i], 0.0);
     }
   }
+#ifdef KVARN_SANITIZER_BUILD
+  return;  // the release build checks that a quantized cache shows error
+#endif
   // A quantized cache under the same schedule does show error (the test can fail).
   ASSERT_TRUE(ParseCodecSpec("kvarn_k2v2_g128", &cases[0].codec).ok());
   cases.resize(1);
