@@ -173,11 +173,15 @@ bench() {
   printf '\n### %s\n\n' "$name"
   printf 'load before: %s\n' "$(uptime)"
   printf '$ %s\n\n' "${cmd[*]/#$CACHE/\$CACHE}"
-  local rc=0
-  "${cmd[@]}" 2>"$RESULTS/$name.err" | tee "$RESULTS/$name.md" || rc=$?
+  local rc=0 TIMEFORMAT='%R %U %S'
+  { time { "${cmd[@]}" 2>"$RESULTS/$name.err" | tee "$RESULTS/$name.md" || rc=$?; }; } 2>"$RESULTS/$name.time"
   grep '^{' "$RESULTS/$name.err" >"$RESULTS/$name.jsonl" || true
   grep -v '^{' "$RESULTS/$name.err" >&2 || true
   printf '\nload after: %s\n' "$(uptime)"
+  # CPU time llama-bench got per wall second (the warmup and depth prefills included): up to
+  # THREADS on an idle machine (less with OMP_WAIT_POLICY=passive, whose threads sleep at barriers).
+  awk '{ printf "llama-bench: wall %.0f s, cpu %.0f s, cpu/wall %.2f\n", $1, $2 + $3, ($1 > 0) ? ($2 + $3) / $1 : 0 }' \
+    "$RESULTS/$name.time"
   if ((rc != 0)); then
     log "llama-bench failed (rc $rc) for $name"
     printf 'FAILED (rc %d)\n' "$rc" >>"$RESULTS/$name.md"
@@ -211,21 +215,39 @@ summarize() {
   [[ -n "$RESULTS" ]] || return 0
   "$PYTHON" - "$RESULTS" <<'EOF' | tee "$RESULTS/summary.md"
 import json, pathlib, statistics, sys
-d = pathlib.Path(sys.argv[1])
-print("\n| model | test | ctk/ctv | fa | threads | mean ± std t/s | median t/s | reps |")
-print("|---|---|---|---|---|---|---|---|")
-for f in sorted(d.glob("*.jsonl")):
-    for line in f.read_text().splitlines():
-        r = json.loads(line)
-        test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-        if r["n_prompt"] and r["n_gen"]:
-            test = f"pp{r['n_prompt']}+tg{r['n_gen']}"
-        if r["n_depth"]:
-            test += f" @ d{r['n_depth']}"
-        ts = r["samples_ts"]
-        print(f"| {r['model_filename'].rsplit('/', 1)[-1]} | {test} | {r['type_k']}/{r['type_v']} "
-              f"| {r['flash_attn']} | {r['n_threads']} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} "
-              f"| {statistics.median(ts):.2f} | {len(ts)} |")
+rows = []
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.jsonl")):
+    rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+kv_order = {"f16": 0, "bf16": 1, "q8_0": 2, "q5_1": 3, "q5_0": 4, "q4_1": 5, "q4_0": 6}
+def test(r):
+    t = "+".join(x for x in (f"pp{r['n_prompt']}" if r["n_prompt"] else "",
+                             f"tg{r['n_gen']}" if r["n_gen"] else "") if x)
+    return t + (f" @ d{r['n_depth']}" if r["n_depth"] else "")
+def cfg(r):
+    return f"{r['type_k']}/{r['type_v']} fa{int(r['flash_attn'])}" if str(r['flash_attn']).isdigit() \
+        else f"{r['type_k']}/{r['type_v']} fa {r['flash_attn']}"
+def key(r):
+    return (r["model_filename"], r["n_prompt"] == 0, r["n_depth"], r["n_prompt"],
+            kv_order.get(r["type_k"], 9), kv_order.get(r["type_v"], 9), str(r["flash_attn"]))
+def med(r):
+    return statistics.median(r["samples_ts"])
+rows.sort(key=key)
+print("\nAll runs: llama-bench's mean ± sample std and the median of the per-repetition t/s.\n")
+print("| model | test | ctk/ctv, flash attn | threads | mean ± std t/s | median t/s | reps |")
+print("|---|---|---|---:|---:|---:|---:|")
+for r in rows:
+    print(f"| {pathlib.Path(r['model_filename']).name} | {test(r)} | {cfg(r)} | {r['n_threads']} "
+          f"| {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} | {med(r):.2f} | {len(r['samples_ts'])} |")
+for model in dict.fromkeys(r["model_filename"] for r in rows):
+    mr = [r for r in rows if r["model_filename"] == model]
+    cols = list(dict.fromkeys(cfg(r) for r in mr))
+    tests = list(dict.fromkeys(test(r) for r in mr))
+    cell = {(test(r), cfg(r)): f"{med(r):.2f}" for r in mr}
+    print(f"\n{pathlib.Path(model).name}: median t/s\n")
+    print("| test | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for t in tests:
+        print(f"| {t} | " + " | ".join(cell.get((t, c), "") for c in cols) + " |")
 EOF
 }
 
