@@ -127,6 +127,39 @@ Status KvCache::RemoveSequence(int seq) {
   return Status::Ok();
 }
 
+Status KvCache::CopySequence(int src, int* dst) {
+  KVARN_RETURN_IF_ERROR(CheckSeq(src));
+  if (seqs_[size_t(src)].step_begin >= 0)
+    return InvalidArgument("KV cache: CopySequence of sequence " + std::to_string(src) +
+                           " inside an open step");
+  size_t need = 0;
+  for (const Block& b : seqs_[size_t(src)].blocks) need += PageBytes(b.kind);
+  if (used_bytes_ + need > config_.byte_budget)
+    return OutOfMemory("KV cache: copying sequence " + std::to_string(src) + " needs " +
+                             Num(need) + " bytes, " + Num(config_.byte_budget - used_bytes_) +
+                             " left of the budget of " + Num(config_.byte_budget));
+  std::vector<Block> pages;
+  for (const Block& b : seqs_[size_t(src)].blocks) {
+    uint8_t* p = Allocate(b.kind);
+    if (p == nullptr) {
+      for (Block& q : pages) Release(q.kind, q.data);
+      return OutOfMemory("KV cache: allocation of " + Num(PageBytes(b.kind)) + " bytes failed");
+    }
+    std::memcpy(p, b.data, PageBytes(b.kind));
+    pages.push_back(Block{b.kind, p});
+  }
+  int id = 0;
+  KVARN_RETURN_IF_ERROR(AddSequence(&id));  // may grow seqs_: index, never hold a reference
+  Sequence& d = seqs_[size_t(id)];
+  const Sequence& s = seqs_[size_t(src)];
+  d.length = s.length;
+  d.committed = s.committed;
+  d.encoded_blocks = s.encoded_blocks;
+  d.blocks = std::move(pages);
+  *dst = id;
+  return Status::Ok();
+}
+
 Status KvCache::EncodeBlock(Sequence& s, int b) {
   uint8_t* rec = Allocate(BlockKind::kRecord);
   if (rec == nullptr)

@@ -116,6 +116,10 @@ class KvCache {
 
   Status AddSequence(int* seq);
   Status RemoveSequence(int seq);  // frees all its pages
+  // A new sequence holding a deep copy of seq's pages and state (records, sink, tail, commit
+  // watermark), e.g. to reuse a prefilled prompt prefix for several continuations. Fails
+  // without allocating anything if the byte budget cannot hold the copy, or inside an open step.
+  Status CopySequence(int src, int* dst);
 
   Status BeginStep(int seq, int n_new);
   // k, v: [n][Hk][D] model-frame values of positions pos .. pos+n-1, which must lie in the

@@ -192,6 +192,68 @@ TEST(KvCache, BudgetExhaustionIsAnErrorAndCorruptsNothing) {
   EXPECT_EQ(c->Length(a), 201);
 }
 
+// Prefix reuse: a copy continues exactly like the original would (same records, same fp16
+// pages after the same steps), and changing the copy never touches the source.
+TEST(KvCache, CopySequenceIsADeepCopyThatContinuesIdentically) {
+  for (const char* codec : {"kvarn_k4v2_g128", "q4_0", "f16"}) {
+    std::unique_ptr<KvCache> c;
+    ASSERT_TRUE(KvCache::Create(Config(codec, 2, 2, 64), &c).ok());
+    int src, ref;
+    ASSERT_TRUE(c->AddSequence(&src).ok());
+    ASSERT_TRUE(c->AddSequence(&ref).ok());
+    Step(*c, src, 300);  // the prefix: one prefill step
+    Step(*c, ref, 300);
+    const size_t used_before = c->Stats().total();
+    int dst;
+    ASSERT_TRUE(c->CopySequence(src, &dst).ok());
+    EXPECT_EQ(c->Length(dst), 300);
+    EXPECT_GT(c->Stats().total(), used_before);
+    // The copy and the reference take the same continuation; the source another one.
+    for (int i = 0; i < 100; ++i) {
+      Step(*c, dst, 1, 77);
+      Step(*c, ref, 1, 77);
+      Step(*c, src, 1, 5);
+    }
+    SeqView vd, vr, vs;
+    ASSERT_TRUE(c->View(dst, &vd).ok());
+    ASSERT_TRUE(c->View(ref, &vr).ok());
+    ASSERT_TRUE(c->View(src, &vs).ok());
+    ASSERT_EQ(vd.n_blocks(), vr.n_blocks());
+    EXPECT_EQ(c->EncodedTokens(dst), c->EncodedTokens(ref));
+    // Full blocks only: the unwritten slots of the last page are uninitialized memory.
+    for (int b = 0; b < vd.n_blocks() - 1; ++b) {
+      ASSERT_EQ(vd.block(b).kind, vr.block(b).kind) << codec << " block " << b;
+      EXPECT_EQ(std::memcmp(vd.block(b).data, vr.block(b).data, c->PageBytes(vd.block(b).kind)), 0)
+          << codec << ": copy differs from the reference in block " << b;
+    }
+    // Block 2 holds tokens 256..383 (G = 128), of which 300.. differ between source and copy.
+    EXPECT_NE(std::memcmp(vd.block(2).data, vs.block(2).data, c->PageBytes(vd.block(2).kind)), 0)
+        << codec;
+    ASSERT_TRUE(c->RemoveSequence(dst).ok());
+    Step(*c, src, 1, 5);  // the source keeps working after its copy is gone
+  }
+  // Over budget: an error, nothing allocated, the source intact; inside a step: refused.
+  KvCacheConfig cfg = Config("kvarn_k4v2_g128", 1, 1, 64);
+  std::unique_ptr<KvCache> probe;
+  ASSERT_TRUE(KvCache::Create(cfg, &probe).ok());
+  cfg.byte_budget = 3 * probe->PageBytes(BlockKind::kF16);
+  std::unique_ptr<KvCache> c;
+  ASSERT_TRUE(KvCache::Create(cfg, &c).ok());
+  int s, d = -1;
+  ASSERT_TRUE(c->AddSequence(&s).ok());
+  Step(*c, s, 200);
+  const size_t used = c->Stats().total();
+  Status st = c->CopySequence(s, &d);
+  EXPECT_EQ(st.code(), StatusCode::kOutOfMemory) << st.message();
+  EXPECT_NE(st.message().find("budget"), std::string::npos) << st.message();
+  EXPECT_EQ(c->Stats().total(), used);
+  EXPECT_EQ(d, -1);
+  ASSERT_TRUE(c->BeginStep(s, 1).ok());
+  EXPECT_EQ(c->CopySequence(s, &d).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(c->AbortStep(s).ok());
+  EXPECT_EQ(c->Length(s), 200);
+}
+
 TEST(KvCache, NonFiniteWriteNamesLayerAndPositionAndWritesNothing) {
   std::unique_ptr<KvCache> c;
   ASSERT_TRUE(KvCache::Create(Config("kvarn_k4v2_g128", 4, 2, 64), &c).ok());

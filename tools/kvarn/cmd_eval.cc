@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "common_flags.h"
 #include "eval/pseudo_decode.h"
+#include "eval_gsm.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "quant/distortion.h"
@@ -37,6 +38,7 @@ struct EvalOptions {
   std::string gen_prompt =
       "Explain step by step how a hash table works, including collisions and resizing.";
   std::string out = "eval-out";
+  GsmOptions gsm;  // --gsm FILE: the task-accuracy run instead of pseudo-decode
 };
 
 int Fail(const Status& st) {
@@ -149,6 +151,17 @@ int Run(EvalOptions o) {
   Status st = ResolveModel(o.model, &path);
   if (!st.ok()) return Fail(st);
   const int threads = ResolveThreads(o.model);
+  if (!o.gsm.file.empty()) {
+    std::unique_ptr<Model> model;
+    if (!(st = Model::Load(path, &model)).ok()) return Fail(st);
+    std::unique_ptr<Tokenizer> tok;
+    if (!(st = Tokenizer::FromGguf(model->gguf(), &tok)).ok()) return Fail(st);
+    ::mkdir(o.out.c_str(), 0755);
+    o.gsm.threads = threads;
+    o.gsm.out = o.out;
+    o.gsm.model_name = path.substr(path.find_last_of('/') + 1);
+    return RunGsm(*model, *tok, o.gsm);
+  }
   if (o.file.empty()) o.file = CacheDir() + "/pydocs.txt";
   std::ifstream in(o.file, std::ios::binary);
   if (!in) return Fail(IoError(o.file + ": cannot open (scripts/fetch_models.sh corpus)"));
@@ -301,6 +314,14 @@ Runner AddEvalCommand(CLI::App& app) {
   c->add_option("--gen-tokens", o->gen_tokens, "free-running greedy tokens (0: skip)");
   c->add_option("--gen-prompt", o->gen_prompt, "prompt of the free-running generation");
   c->add_option("-o,--out", o->out, "output directory");
+  c->add_option("--gsm", o->gsm.file,
+                "task accuracy instead of pseudo-decode: problems from scripts/gsm_problems.py");
+  c->add_option("--gsm-cache-types", o->gsm.codecs,
+                "cache types of the task run (the first is the paired baseline)");
+  c->add_option("--gsm-max-tokens", o->gsm.max_tokens, "generated tokens per answer at most")
+      ->check(CLI::Range(1, 1 << 16));
+  c->add_option("--gsm-limit", o->gsm.limit, "first N problems only (0: all)")
+      ->check(CLI::Range(0, 1 << 20));
   return [o] { return Run(*o); };
 }
 
