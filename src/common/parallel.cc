@@ -1,7 +1,10 @@
 #include "common/parallel.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -16,14 +19,55 @@ thread_local bool tls_in_pool_worker = false;
 
 int64_t ChunkBegin(int64_t n_items, int n_chunks, int i) { return n_items * i / n_chunks; }
 
-// Workers sleep on a condition variable and wake per job (a generation counter). The job is
-// published under the mutex, so workers read it race-free; each runs at most one chunk.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// How long a worker waiting for the next job, and the caller waiting for its workers, spin
+// before sleeping on the condition variable. A decode step issues a few hundred short jobs
+// (one per matvec and attention call); waking a sleeping thread through the kernel costs tens
+// of microseconds each on a VM and made the step time jittery. KVARN_SPIN_US overrides the
+// default (0: always sleep, e.g. on an oversubscribed machine).
+std::chrono::microseconds SpinBudget() {
+  static const std::chrono::microseconds budget = [] {
+    long us = 200;
+    if (const char* e = std::getenv("KVARN_SPIN_US")) {
+      char* end = nullptr;
+      const long v = std::strtol(e, &end, 10);
+      if (end != e && *end == '\0' && v >= 0 && v <= 1000000) us = v;
+    }
+    return std::chrono::microseconds(us);
+  }();
+  return budget;
+}
+
+// Spins until pred() or the spin budget is spent; returns pred().
+template <class Pred>
+bool SpinUntil(Pred pred) {
+  const auto budget = SpinBudget();
+  if (budget.count() == 0) return pred();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (pred()) return true;
+    CpuRelax();
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > budget) return pred();
+  }
+}
+
+// Workers wait for a job (a generation counter) by spinning briefly, then sleeping on a
+// condition variable. The job is published under the mutex and read under it, so workers read
+// it race-free; each runs at most one chunk. Completion is an atomic count the caller spins on
+// before sleeping; the last worker notifies under the mutex, so no wakeup is lost.
 class Pool {
  public:
   ~Pool() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (std::thread& t : workers_) t.join();
@@ -38,19 +82,23 @@ class Pool {
       while (static_cast<int>(workers_.size()) < n_chunks - 1) {
         // A new worker starts one generation behind, so it joins the job published below.
         const int index = static_cast<int>(workers_.size()) + 1;
-        workers_.emplace_back([this, index, seen = generation_] { WorkerLoop(index, seen); });
+        workers_.emplace_back(
+            [this, index, seen = generation_.load()] { WorkerLoop(index, seen); });
       }
       fn_ = &fn;
       n_items_ = n_items;
       n_chunks_ = n_chunks;
-      pending_ = n_chunks - 1;
-      ++generation_;
+      pending_.store(n_chunks - 1, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     const int64_t end0 = ChunkBegin(n_items, n_chunks, 1);
     if (end0 > 0) fn(0, end0);
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    std::lock_guard<std::mutex> lock(mu_);
     fn_ = nullptr;
     return true;
   }
@@ -61,20 +109,24 @@ class Pool {
     for (;;) {
       const std::function<void(int64_t, int64_t)>* fn = nullptr;
       int64_t begin = 0, end = 0;
+      SpinUntil([&] {
+        return generation_.load(std::memory_order_acquire) != seen ||
+               stop_.load(std::memory_order_acquire);
+      });
       {
         std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
+        wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+        if (stop_.load()) return;
+        seen = generation_.load();
         if (index >= n_chunks_) continue;  // this job needs fewer threads
         fn = fn_;
         begin = ChunkBegin(n_items_, n_chunks_, index);
         end = ChunkBegin(n_items_, n_chunks_, index + 1);
       }
       if (begin < end) (*fn)(begin, end);
-      {
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mu_);
-        if (--pending_ == 0) done_.notify_one();
+        done_.notify_one();
       }
     }
   }
@@ -87,9 +139,9 @@ class Pool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_items_ = 0;
   int n_chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 Pool& GlobalPool() {
