@@ -135,6 +135,118 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
   return MatVec(weights_.output, xn.data(), out->logits.data(), T);
 }
 
+Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector<int>& seqs,
+                          const std::vector<int32_t>& tokens, int n_threads,
+                          std::vector<float>* logits) const {
+  const int n = int(tokens.size());
+  if (n < 1 || n > kMaxDecodeBatch || caches.size() != tokens.size() ||
+      seqs.size() != tokens.size())
+    return InvalidArgument("decode batch: " + std::to_string(n) + " tokens, " +
+                           std::to_string(caches.size()) + " caches, " +
+                           std::to_string(seqs.size()) + " sequences (1 to " +
+                           std::to_string(kMaxDecodeBatch) + " items, one of each per item)");
+  for (int i = 0; i < n; ++i) {
+    if (caches[size_t(i)] == nullptr) return InvalidArgument("decode batch: null cache");
+    if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.n_vocab)
+      return InvalidArgument("decode batch: token id " + std::to_string(tokens[size_t(i)]) +
+                             " of item " + std::to_string(i) + " outside the vocabulary of " +
+                             std::to_string(config_.n_vocab));
+    for (int j = 0; j < i; ++j)
+      if (caches[size_t(j)] == caches[size_t(i)] && seqs[size_t(j)] == seqs[size_t(i)])
+        return InvalidArgument("decode batch: items " + std::to_string(j) + " and " +
+                               std::to_string(i) + " are the same sequence");
+  }
+  std::vector<int> pos(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    pos[size_t(i)] = caches[size_t(i)]->Length(seqs[size_t(i)]);
+    const Status st = caches[size_t(i)]->BeginStep(seqs[size_t(i)], 1);
+    if (!st.ok()) {
+      for (int j = 0; j < i; ++j) (void)caches[size_t(j)]->AbortStep(seqs[size_t(j)]);
+      return st;
+    }
+  }
+  const auto abort_all = [&](const Status& st) {
+    for (int i = 0; i < n; ++i) (void)caches[size_t(i)]->AbortStep(seqs[size_t(i)]);
+    return st;
+  };
+
+  const ModelConfig& c = config_;
+  const int E = c.n_embd, F = c.n_ff, H = c.n_heads, Hk = c.n_kv_heads, D = c.head_dim;
+  const int QD = H * D, KD = Hk * D;
+  const int T = std::max(1, n_threads);
+  const Rope rope(c);
+  std::vector<float> x(size_t(n) * E), xn(size_t(n) * E);       // [n][E]
+  std::vector<float> q(size_t(n) * QD), att(size_t(n) * QD);     // [n][H*D]
+  std::vector<float> k(size_t(n) * KD), v(size_t(n) * KD);       // [n][Hk*D]
+  std::vector<float> g(size_t(n) * F), u(size_t(n) * F);         // [n][F]
+  std::vector<float> y(size_t(n) * E);                           // [n][E]
+  std::vector<SeqView> views(static_cast<size_t>(n));
+  Status st;
+  for (int i = 0; i < n; ++i) {
+    if (!(st = GetWeightRow(weights_.token_embd, tokens[size_t(i)], x.data() + size_t(i) * E)).ok() ||
+        !(st = caches[size_t(i)]->View(seqs[size_t(i)], &views[size_t(i)])).ok())
+      return abort_all(st);
+  }
+  AttentionParams ap;
+  ap.n_heads = H;
+  ap.scale = float(1.0 / std::sqrt(double(D)));
+  ap.n_threads = T;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = weights_.layers[size_t(l)];
+    RmsNorm(x.data(), L.attn_norm, n, E, c.rms_eps, xn.data());
+    if (!(st = MatMul(L.wq, xn.data(), n, q.data(), T)).ok() ||
+        !(st = MatMul(L.wk, xn.data(), n, k.data(), T)).ok() ||
+        !(st = MatMul(L.wv, xn.data(), n, v.data(), T)).ok())
+      return abort_all(st);
+    AddBias(q.data(), L.bq, n, QD);
+    AddBias(k.data(), L.bk, n, KD);
+    AddBias(v.data(), L.bv, n, KD);
+    for (int i = 0; i < n; ++i) {
+      float* qi = q.data() + size_t(i) * QD;
+      float* ki = k.data() + size_t(i) * KD;
+      rope.Apply(qi, 1, H, pos[size_t(i)]);
+      rope.Apply(ki, 1, Hk, pos[size_t(i)]);
+      int bt = 0, bi = 0;
+      if (FindNonFinite(qi, 1, QD, &bt, &bi))
+        return abort_all(NonFinite("layer " + std::to_string(l) + ", position " +
+                                   std::to_string(pos[size_t(i)]) + " of batch item " +
+                                   std::to_string(i) + ": non-finite query value " +
+                                   std::to_string(qi[bi])));
+      KvCache& cache = *caches[size_t(i)];
+      if (!(st = cache.Write(seqs[size_t(i)], l, pos[size_t(i)], 1, ki,
+                             v.data() + size_t(i) * KD)).ok() ||
+          !(st = Attend(cache, views[size_t(i)], l, ap, qi, 1, pos[size_t(i)],
+                        att.data() + size_t(i) * QD)).ok())
+        return abort_all(st);
+    }
+    if (!(st = MatMul(L.wo, att.data(), n, y.data(), T)).ok()) return abort_all(st);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    RmsNorm(x.data(), L.ffn_norm, n, E, c.rms_eps, xn.data());
+    if (!(st = MatMul(L.w_gate, xn.data(), n, g.data(), T)).ok() ||
+        !(st = MatMul(L.w_up, xn.data(), n, u.data(), T)).ok())
+      return abort_all(st);
+    SwiGlu(g.data(), u.data(), g.size(), g.data());
+    if (!(st = MatMul(L.w_down, g.data(), n, y.data(), T)).ok()) return abort_all(st);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    int bt = 0, bi = 0;
+    if (FindNonFinite(x.data(), n, E, &bt, &bi))
+      return abort_all(NonFinite("layer " + std::to_string(l) + ", position " +
+                                 std::to_string(pos[size_t(bt)]) + " of batch item " +
+                                 std::to_string(bt) + ": non-finite activation (hidden channel " +
+                                 std::to_string(bi) + ")"));
+  }
+  RmsNorm(x.data(), weights_.output_norm, n, E, c.rms_eps, xn.data());
+  logits->resize(size_t(n) * size_t(c.n_vocab));
+  if (!(st = MatMul(weights_.output, xn.data(), n, logits->data(), T)).ok()) return abort_all(st);
+  for (int i = 0; i < n; ++i) {
+    if (!(st = caches[size_t(i)]->EndStep(seqs[size_t(i)])).ok()) {
+      for (int j = i + 1; j < n; ++j) (void)caches[size_t(j)]->AbortStep(seqs[size_t(j)]);
+      return st;
+    }
+  }
+  return Status::Ok();
+}
+
 Status Model::Logits(const float* hidden, int m, float* logits, int n_threads) const {
   return MatMul(weights_.output, hidden, m, logits, n_threads);
 }

@@ -53,6 +53,17 @@ class Model {
   Status Forward(KvCache& cache, int seq, const int32_t* tokens, int n, const ForwardOptions& opt,
                  ForwardOutput* out) const;
 
+  // One decode step of several sequences at once: item i appends tokens[i] to (caches[i],
+  // seqs[i]) and gets the next-token logits in logits[i * n_vocab ...]. The weights are read
+  // once for all items (decode is bound by reading them), attention runs per item on its own
+  // cache. Items must be distinct (cache, sequence) pairs. Up to kMaxDecodeBatch items, the
+  // matrix products take their per-token path, so each item's logits are bit-identical to a
+  // Forward of that token alone. On error every item's step is abandoned.
+  static constexpr int kMaxDecodeBatch = 7;
+  Status DecodeBatch(const std::vector<KvCache*>& caches, const std::vector<int>& seqs,
+                     const std::vector<int32_t>& tokens, int n_threads,
+                     std::vector<float>* logits) const;
+
   // logits [m][n_vocab] of normed hidden states [m][E].
   Status Logits(const float* hidden, int m, float* logits, int n_threads) const;
 

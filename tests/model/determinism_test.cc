@@ -73,3 +73,75 @@ TEST(Determinism, RunsAndThreadCountsAgreeBitForBit) {
 
 }  // namespace
 }  // namespace kvarn
+
+namespace kvarn {
+namespace {
+
+// DecodeBatch reads the weights once for several sequences; each item's logits must equal a
+// single-token Forward of the same token on the same state, bit for bit (the matrix products
+// take the same per-token path below kMatMulGemmMinTokens). Items: three cache types, two of
+// them different sequences of one cache, at different lengths, one past the sink.
+TEST(Determinism, DecodeBatchEqualsSingleForwards) {
+  const std::string path = testing::ModelPath(testing::kSmolLM2);
+  if (!testing::FileExists(path)) GTEST_SKIP() << path << " not fetched";
+  std::unique_ptr<Model> m;
+  ASSERT_TRUE(Model::Load(path, &m).ok());
+  const int V = m->config().n_vocab;
+  struct Item { const char* codec; int cache; int prompt; };
+  const Item items[] = {{"kvarn_k4v2_g128", 0, 150}, {"kvarn_k4v2_g128", 0, 20}, {"f16", 1, 40},
+                        {"q8_0", 2, 9}};
+  // Two identical setups: one decodes batched, the other one item at a time.
+  std::vector<std::unique_ptr<KvCache>> caches[2];
+  std::vector<int> seqs[2];
+  for (int side = 0; side < 2; ++side) {
+    for (const char* codec : {"kvarn_k4v2_g128", "f16", "q8_0"}) {
+      CodecSpec spec;
+      ASSERT_TRUE(ParseCodecSpec(codec, &spec).ok());
+      std::unique_ptr<KvCache> c;
+      ASSERT_TRUE(m->CreateCache(spec, 512, size_t(1) << 30, &c).ok());
+      caches[side].push_back(std::move(c));
+    }
+    for (const Item& it : items) {
+      KvCache& c = *caches[side][size_t(it.cache)];
+      int s;
+      ASSERT_TRUE(c.AddSequence(&s).ok());
+      std::vector<int32_t> prompt;
+      for (int i = 0; i < it.prompt; ++i) prompt.push_back(int32_t((i * 31 + it.prompt) % 5000 + 50));
+      ForwardOptions fo;
+      ForwardOutput out;
+      ASSERT_TRUE(m->Forward(c, s, prompt.data(), it.prompt, fo, &out).ok());
+      seqs[side].push_back(s);
+    }
+  }
+  const int steps = 3;
+  for (int step = 0; step < steps; ++step) {
+    std::vector<KvCache*> cp;
+    std::vector<int32_t> toks;
+    for (size_t i = 0; i < std::size(items); ++i) {
+      cp.push_back(caches[0][size_t(items[i].cache)].get());
+      toks.push_back(int32_t(100 + 37 * int(i) + step));
+    }
+    std::vector<float> batched;
+    ASSERT_TRUE(m->DecodeBatch(cp, seqs[0], toks, 2, &batched).ok());
+    ASSERT_EQ(batched.size(), std::size(items) * size_t(V));
+    for (size_t i = 0; i < std::size(items); ++i) {
+      ForwardOptions fo;
+      fo.n_threads = 2;
+      ForwardOutput out;
+      ASSERT_TRUE(m->Forward(*caches[1][size_t(items[i].cache)], seqs[1][i], &toks[i], 1, fo, &out).ok());
+      EXPECT_EQ(std::memcmp(out.logits.data(), batched.data() + i * size_t(V), size_t(V) * sizeof(float)), 0)
+          << "item " << i << " (" << items[i].codec << "), step " << step;
+    }
+  }
+  // A repeated sequence and a bad token are refused, and nothing is appended.
+  std::vector<KvCache*> cp = {caches[0][0].get(), caches[0][0].get()};
+  std::vector<float> lg;
+  const int len = caches[0][0]->Length(seqs[0][0]);
+  EXPECT_EQ(m->DecodeBatch(cp, {seqs[0][0], seqs[0][0]}, {1, 2}, 1, &lg).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(m->DecodeBatch({cp[0]}, {seqs[0][0]}, {V}, 1, &lg).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(caches[0][0]->Length(seqs[0][0]), len);
+}
+
+}  // namespace
+}  // namespace kvarn

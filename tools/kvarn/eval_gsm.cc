@@ -40,7 +40,6 @@ struct Answer {
   std::vector<int32_t> ids;
   std::string text, extracted;
   bool correct = false;
-  double seconds = 0;
   std::string stop;  // "answer", "question", "eog", "limit"
   int encoded_at_question = 0;  // tokens read encoded (records) by the question's step
 };
@@ -83,35 +82,74 @@ Status LoadProblems(const std::string& file, std::string* fewshot, std::string* 
   return Status::Ok();
 }
 
-// Greedy decoding of one answer on seq (which holds the prefix), question first.
-Status Solve(const Model& model, const Tokenizer& tok, KvCache& cache, int seq,
-             const Problem& p, int max_tokens, int threads, Answer* a) {
+// Greedy answers of one problem under every cache type, in lockstep: each type's question is
+// one step on its own copy of the prefix, then the still-running types decode one token per
+// step together (Model::DecodeBatch reads the weights once for all of them; its logits are
+// bit-identical to single-token steps).
+Status SolveAll(const Model& model, const Tokenizer& tok, std::vector<CacheRun>& runs,
+                const Problem& p, int max_tokens, int threads, std::vector<Answer>* answers) {
+  const size_t n = runs.size();
+  answers->assign(n, Answer{});
+  std::vector<int> seqs(n, -1);  // -1: no copy made (never remove the prefix sequence)
+  std::vector<std::vector<float>> logits(n);
+  std::vector<bool> running(n, true);
   ForwardOptions fo;
   fo.n_threads = threads;
-  ForwardOutput out;
-  const auto t0 = std::chrono::steady_clock::now();
-  KVARN_RETURN_IF_ERROR(model.Forward(cache, seq, p.ids.data(), int(p.ids.size()), fo, &out));
-  a->encoded_at_question = cache.EncodedTokens(seq);
-  a->stop = "limit";
-  for (int s = 0; s < max_tokens; ++s) {
-    const int32_t next = int32_t(eval::Argmax(out.logits.data(), int(out.logits.size())));
-    if (tok.IsEog(next)) {
-      a->stop = "eog";
-      break;
-    }
-    a->ids.push_back(next);
-    a->text = tok.Decode(a->ids);
-    if (eval::GsmShouldStop(a->text)) {
-      a->stop = a->text.find("\nQuestion:") != std::string::npos ? "question" : "answer";
-      break;
-    }
-    if (s + 1 == max_tokens) break;  // no forward for a token that is never used
-    KVARN_RETURN_IF_ERROR(model.Forward(cache, seq, &next, 1, fo, &out));
+  Status st;
+  for (size_t c = 0; c < n && st.ok(); ++c) {
+    if (!(st = runs[c].cache->CopySequence(runs[c].prefix_seq, &seqs[c])).ok()) break;
+    ForwardOutput out;
+    st = model.Forward(*runs[c].cache, seqs[c], p.ids.data(), int(p.ids.size()), fo, &out);
+    logits[c] = std::move(out.logits);
+    (*answers)[c].encoded_at_question = runs[c].cache->EncodedTokens(seqs[c]);
+    (*answers)[c].stop = "limit";
   }
-  a->text = tok.Decode(a->ids);
-  a->correct = eval::ExtractGsmAnswer(a->text, &a->extracted) &&
-               eval::GsmAnswersEqual(a->extracted, p.answer);
-  a->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  while (st.ok()) {
+    std::vector<KvCache*> caches;
+    std::vector<int> batch_seqs;
+    std::vector<int32_t> tokens;
+    std::vector<size_t> who;
+    for (size_t c = 0; c < n; ++c) {
+      if (!running[c]) continue;
+      Answer& a = (*answers)[c];
+      const int32_t next = int32_t(eval::Argmax(logits[c].data(), int(logits[c].size())));
+      if (tok.IsEog(next)) {
+        a.stop = "eog";
+        running[c] = false;
+        continue;
+      }
+      a.ids.push_back(next);
+      const std::string text = tok.Decode(a.ids);
+      if (eval::GsmShouldStop(text)) {
+        a.stop = text.find("\nQuestion:") != std::string::npos ? "question" : "answer";
+        running[c] = false;
+        continue;
+      }
+      if (int(a.ids.size()) >= max_tokens) {
+        running[c] = false;  // no forward for a token that is never used
+        continue;
+      }
+      caches.push_back(runs[c].cache.get());
+      batch_seqs.push_back(seqs[c]);
+      tokens.push_back(next);
+      who.push_back(c);
+    }
+    if (tokens.empty()) break;
+    std::vector<float> batched;
+    if (!(st = model.DecodeBatch(caches, batch_seqs, tokens, threads, &batched)).ok()) break;
+    const size_t V = batched.size() / tokens.size();
+    for (size_t i = 0; i < who.size(); ++i)
+      logits[who[i]].assign(batched.begin() + ptrdiff_t(i * V), batched.begin() + ptrdiff_t((i + 1) * V));
+  }
+  for (size_t c = 0; c < n; ++c)
+    if (seqs[c] >= 0) (void)runs[c].cache->RemoveSequence(seqs[c]);
+  if (!st.ok()) return st;
+  for (size_t c = 0; c < n; ++c) {
+    Answer& a = (*answers)[c];
+    a.text = tok.Decode(a.ids);
+    a.correct = eval::ExtractGsmAnswer(a.text, &a.extracted) &&
+                eval::GsmAnswersEqual(a.extracted, p.answer);
+  }
   return Status::Ok();
 }
 
@@ -130,7 +168,9 @@ int RunGsm(const Model& model, const Tokenizer& tok, const GsmOptions& o) {
   Status st = LoadProblems(o.file, &fewshot, &generator, &problems);
   if (!st.ok()) return Fail(st.message());
   if (o.limit > 0 && size_t(o.limit) < problems.size()) problems.resize(size_t(o.limit));
-  if (o.codecs.empty()) return Fail("no cache types");
+  if (o.codecs.empty() || int(o.codecs.size()) > Model::kMaxDecodeBatch)
+    return Fail("1 to " + std::to_string(Model::kMaxDecodeBatch) + " cache types, not " +
+                std::to_string(o.codecs.size()));
 
   std::vector<int32_t> prefix;
   if (tok.add_bos() && tok.bos() >= 0) prefix.push_back(tok.bos());
@@ -172,19 +212,17 @@ int RunGsm(const Model& model, const Tokenizer& tok, const GsmOptions& o) {
   for (size_t i = 0; i < problems.size(); ++i) {
     nlohmann::json line;
     line["id"] = problems[i].id;
+    std::vector<Answer> answers;
+    const auto p0 = std::chrono::steady_clock::now();
+    if (!(st = SolveAll(model, tok, runs, problems[i], o.max_tokens, o.threads, &answers)).ok())
+      return Fail("problem " + std::to_string(problems[i].id) + ": " + st.message());
+    line["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
     for (size_t c = 0; c < runs.size(); ++c) {
-      CacheRun& r = runs[c];
-      int seq = 0;
-      if (!(st = r.cache->CopySequence(r.prefix_seq, &seq)).ok()) return Fail(st.message());
-      Answer a;
-      if (!(st = Solve(model, tok, *r.cache, seq, problems[i], o.max_tokens, o.threads, &a)).ok())
-        return Fail(r.spec.Name() + ": problem " + std::to_string(problems[i].id) + ": " +
-                    st.message());
+      Answer& a = answers[c];
       encoded_at_question = std::max(encoded_at_question, a.encoded_at_question);
-      (void)r.cache->RemoveSequence(seq);
-      line[r.spec.Name()] = {{"answer", a.extracted}, {"correct", a.correct},
-                             {"tokens", a.ids.size()}, {"stop", a.stop}};
-      r.answers.push_back(std::move(a));
+      line[runs[c].spec.Name()] = {{"answer", a.extracted}, {"correct", a.correct},
+                                   {"tokens", a.ids.size()}, {"stop", a.stop}};
+      runs[c].answers.push_back(std::move(a));
     }
     progress << line.dump() << "\n";
     progress.flush();
@@ -234,7 +272,7 @@ int RunGsm(const Model& model, const Tokenizer& tok, const GsmOptions& o) {
                                {"answer", a.extracted}, {"correct", a.correct},
                                {"stop", a.stop}, {"tokens", a.ids.size()},
                                {"encoded_at_question", a.encoded_at_question},
-                               {"first_divergence_vs_baseline", d}, {"seconds", a.seconds},
+                               {"first_divergence_vs_baseline", d},
                                {"text", a.text}});
     }
     const eval::Interval ci = eval::WilsonInterval(right, int64_t(problems.size()));
