@@ -13,10 +13,13 @@ K=build/release/tools/kvarn/kvarn
 for item in "${@:-smollm2 qwen}"; do
   for m in $item; do
     case "$m" in
-      smollm2) /usr/bin/time -f "%e s wall" "$K" eval -t "$THREADS" -n 4096 -o docs/results/eval_smollm2 ;;
-      qwen) /usr/bin/time -f "%e s wall" "$K" eval -t "$THREADS" \
-              -m "$CACHE/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" -n 2048 -o docs/results/eval_qwen ;;
+      smollm2) out=docs/results/eval_smollm2
+               /usr/bin/time -f "%e s wall" "$K" eval -t "$THREADS" -n 4096 -o "$out" ;;
+      qwen) out=docs/results/eval_qwen
+            /usr/bin/time -f "%e s wall" "$K" eval -t "$THREADS" \
+              -m "$CACHE/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" -n 2048 -o "$out" ;;
       *) echo "eval_runs.sh: unknown item '$m' (smollm2 or qwen)" >&2; exit 2 ;;
     esac
+    python3 scripts/eval_answers.py "$out/eval.json" > "$out/answers.md"
   done
 done
