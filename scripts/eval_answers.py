@@ -5,9 +5,14 @@ Markdown to stdout (scripts/eval_runs.sh appends it to the run's directory as an
 Every statement is computed from the file; nothing here is tuned or hand-entered. Standard
 library only.
 
+Also draws kl_static_vs_accumulated.png beside EVAL.json (gnuplot): mean KL against position
+for kvarn_k4v2, kvarn_k2v2 and kivi_k2v2 under both schedules, the paper's Fig. 4 comparison.
+
 Usage: eval_answers.py EVAL.json
 """
 import json
+import os
+import subprocess
 import sys
 
 BYTES_D128 = {"f16": 512, "q8_0": 272, "q4_0": 144, "q4_1": 160}  # per token per head, K+V
@@ -35,8 +40,36 @@ def growth(c, chunk):
     return (b[-1]["kl_mean"] / max(b[0]["kl_mean"], 1e-12), tail / max(head, 1e-12), b[0], b[-1])
 
 
+def plot_schedules(j, path):
+    d = os.path.dirname(os.path.abspath(path))
+    dat, gp, png = (os.path.join(d, "kl_static_vs_accumulated" + e) for e in (".dat", ".gp", ".png"))
+    series = []
+    with open(dat, "w") as f:
+        for t in ("kvarn_k4v2_g128", "kvarn_k2v2_g128", "kivi_k2v2_g128"):
+            for sched in ("accumulated", "static"):
+                c = next((c for c in j["cases"] if c["cache_type"] == t and c["schedule"] == sched), None)
+                if c is None:
+                    continue
+                series.append(f"{t} {sched}")
+                for b in c["buckets"]:
+                    f.write(f"{(b['begin'] + b['end']) // 2} {b['kl_mean']}\n")
+                f.write("\n\n")
+    with open(gp, "w") as f:
+        f.write("set terminal pngcairo size 900,560 noenhanced\n")
+        f.write(f"set output '{png}'\nset title 'mean KL(exact || cache): accumulated (solid) vs static (dashed)'\n")
+        f.write("set xlabel 'position (tokens)'\nset key outside right\nset logscale y\nset grid\nplot ")
+        f.write(", ".join(
+            f"'{dat}' index {i} using 1:2 with linespoints lc {i // 2 + 1} dt {1 + i % 2} title '{s}'"
+            for i, s in enumerate(series)) + "\n")
+    try:
+        subprocess.run(["gnuplot", gp], check=True, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError):
+        print("eval_answers.py: gnuplot failed; kl_static_vs_accumulated.png not drawn", file=sys.stderr)
+
+
 def main():
     j = json.load(open(sys.argv[1]))
+    plot_schedules(j, sys.argv[1])
     cases = {(c["cache_type"], c["schedule"]): c for c in j["cases"]}
     types = []
     for c in j["cases"]:
