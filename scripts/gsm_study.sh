@@ -4,13 +4,13 @@
 # `kvarn eval --gsm` on the Qwen model with f16, kvarn_k4v2, kvarn_k2v2 and kivi 2/2.
 #
 # Usage: scripts/gsm_study.sh [OUT_DIR] [extra kvarn eval flags...]
-#   default OUT_DIR: docs/results/gsm_qwen.  N=60 problems, SEED=1234, SHOTS=8, MAX_TOKENS=320.
+#   default OUT_DIR: docs/results/gsm_qwen.  N=50 problems, SEED=1234, SHOTS=8, MAX_TOKENS=256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${KVARN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvarn}"
 OUT="${1:-docs/results/gsm_qwen}"
 shift || true
-N="${N:-60}" SEED="${SEED:-1234}" SHOTS="${SHOTS:-8}" MAX_TOKENS="${MAX_TOKENS:-320}"
+N="${N:-50}" SEED="${SEED:-1234}" SHOTS="${SHOTS:-8}" MAX_TOKENS="${MAX_TOKENS:-256}"
 RG_VERSION="0.1.25"
 
 venv="$CACHE/venv-gsm"
