@@ -70,6 +70,37 @@ Status Model::Forward(KvCache& cache, int seq, const int32_t* tokens, int n,
   return cache.EndStep(seq);
 }
 
+// Shared by ForwardChunk and DecodeBatch. x [n][E] -> xn = RmsNorm(x), and the biased
+// projections q [n][H*D], k, v [n][Hk*D] (before RoPE).
+Status Model::AttentionInputs(const LayerWeights& L, const float* x, int n, int T, float* xn,
+                              float* q, float* k, float* v) const {
+  const ModelConfig& c = config_;
+  RmsNorm(x, L.attn_norm, n, c.n_embd, c.rms_eps, xn);
+  KVARN_RETURN_IF_ERROR(MatMul(L.wq, xn, n, q, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wk, xn, n, k, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wv, xn, n, v, T));
+  AddBias(q, L.bq, n, c.n_heads * c.head_dim);
+  AddBias(k, L.bk, n, c.n_kv_heads * c.head_dim);
+  AddBias(v, L.bv, n, c.n_kv_heads * c.head_dim);
+  return Status::Ok();
+}
+
+// The rest of a layer: x += Wo att; x += FFN(RmsNorm(x)). Scratch: xn, y [n][E]; g, u [n][F].
+Status Model::LayerOutput(const LayerWeights& L, const float* att, int n, int T, float* x,
+                          float* xn, float* g, float* u, float* y) const {
+  const ModelConfig& c = config_;
+  const size_t nx = size_t(n) * size_t(c.n_embd);
+  KVARN_RETURN_IF_ERROR(MatMul(L.wo, att, n, y, T));
+  for (size_t i = 0; i < nx; ++i) x[i] += y[i];
+  RmsNorm(x, L.ffn_norm, n, c.n_embd, c.rms_eps, xn);
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_gate, xn, n, g, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_up, xn, n, u, T));
+  SwiGlu(g, u, size_t(n) * size_t(c.n_ff), g);
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_down, g, n, y, T));
+  for (size_t i = 0; i < nx; ++i) x[i] += y[i];
+  return Status::Ok();
+}
+
 Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n, int pos0,
                            const ForwardOptions& opt, ForwardOutput* out) const {
   const ModelConfig& c = config_;
@@ -96,13 +127,7 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = weights_.layers[size_t(l)];
-    RmsNorm(x.data(), L.attn_norm, n, E, c.rms_eps, xn.data());
-    KVARN_RETURN_IF_ERROR(MatMul(L.wq, xn.data(), n, q.data(), T));
-    KVARN_RETURN_IF_ERROR(MatMul(L.wk, xn.data(), n, k.data(), T));
-    KVARN_RETURN_IF_ERROR(MatMul(L.wv, xn.data(), n, v.data(), T));
-    AddBias(q.data(), L.bq, n, QD);
-    AddBias(k.data(), L.bk, n, KD);
-    AddBias(v.data(), L.bv, n, KD);
+    KVARN_RETURN_IF_ERROR(AttentionInputs(L, x.data(), n, T, xn.data(), q.data(), k.data(), v.data()));
     rope.Apply(q.data(), n, H, pos0);
     rope.Apply(k.data(), n, Hk, pos0);
     // The cache rejects non-finite K/V naming layer and position; queries are checked here.
@@ -114,14 +139,7 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
     KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
     KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));
     if (opt.on_attention) opt.on_attention(l, att.data(), n);
-    KVARN_RETURN_IF_ERROR(MatMul(L.wo, att.data(), n, y.data(), T));
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-    RmsNorm(x.data(), L.ffn_norm, n, E, c.rms_eps, xn.data());
-    KVARN_RETURN_IF_ERROR(MatMul(L.w_gate, xn.data(), n, g.data(), T));
-    KVARN_RETURN_IF_ERROR(MatMul(L.w_up, xn.data(), n, u.data(), T));
-    SwiGlu(g.data(), u.data(), g.size(), g.data());
-    KVARN_RETURN_IF_ERROR(MatMul(L.w_down, g.data(), n, y.data(), T));
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    KVARN_RETURN_IF_ERROR(LayerOutput(L, att.data(), n, T, x.data(), xn.data(), g.data(), u.data(), y.data()));
     if (FindNonFinite(x.data(), n, E, &bt, &bi))
       return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
                        ": non-finite activation (hidden channel " + std::to_string(bi) + ")");
@@ -193,14 +211,8 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
   ap.n_threads = T;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = weights_.layers[size_t(l)];
-    RmsNorm(x.data(), L.attn_norm, n, E, c.rms_eps, xn.data());
-    if (!(st = MatMul(L.wq, xn.data(), n, q.data(), T)).ok() ||
-        !(st = MatMul(L.wk, xn.data(), n, k.data(), T)).ok() ||
-        !(st = MatMul(L.wv, xn.data(), n, v.data(), T)).ok())
+    if (!(st = AttentionInputs(L, x.data(), n, T, xn.data(), q.data(), k.data(), v.data())).ok())
       return abort_all(st);
-    AddBias(q.data(), L.bq, n, QD);
-    AddBias(k.data(), L.bk, n, KD);
-    AddBias(v.data(), L.bv, n, KD);
     for (int i = 0; i < n; ++i) {
       float* qi = q.data() + size_t(i) * QD;
       float* ki = k.data() + size_t(i) * KD;
@@ -219,15 +231,8 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
                         att.data() + size_t(i) * QD)).ok())
         return abort_all(st);
     }
-    if (!(st = MatMul(L.wo, att.data(), n, y.data(), T)).ok()) return abort_all(st);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-    RmsNorm(x.data(), L.ffn_norm, n, E, c.rms_eps, xn.data());
-    if (!(st = MatMul(L.w_gate, xn.data(), n, g.data(), T)).ok() ||
-        !(st = MatMul(L.w_up, xn.data(), n, u.data(), T)).ok())
+    if (!(st = LayerOutput(L, att.data(), n, T, x.data(), xn.data(), g.data(), u.data(), y.data())).ok())
       return abort_all(st);
-    SwiGlu(g.data(), u.data(), g.size(), g.data());
-    if (!(st = MatMul(L.w_down, g.data(), n, y.data(), T)).ok()) return abort_all(st);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
     int bt = 0, bi = 0;
     if (FindNonFinite(x.data(), n, E, &bt, &bi))
       return abort_all(NonFinite("layer " + std::to_string(l) + ", position " +

@@ -69,6 +69,10 @@ class Model {
 
  private:
   Model() = default;
+  Status AttentionInputs(const LayerWeights& L, const float* x, int n, int T, float* xn, float* q,
+                         float* k, float* v) const;
+  Status LayerOutput(const LayerWeights& L, const float* att, int n, int T, float* x, float* xn,
+                     float* g, float* u, float* y) const;
   Status ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n, int pos0,
                       const ForwardOptions& opt, ForwardOutput* out) const;
 
