@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "common/parallel.h"
 #include "model/sampler.h"
 #include "quant/distortion.h"
 #include "quant/ggml_blocks.h"
@@ -44,8 +45,9 @@ Status KeySplit(const KvCache& cache, int seq, const std::vector<float>& written
                                              kb.data(), vb.data(), Frame::kModel));
         } else {
           for (int t = t0; t < t1; ++t)
-            DequantizeRow(codec.spec().kind, view.RowsK(b, l, h) + size_t(t - b * G) * cache.RowBytes(),
-                          D, kb.data() + size_t(t - b * G) * D);
+            DequantizeRow(codec.spec().kind,
+                          view.RowsK(b, l, h) + size_t(t - b * G) * cache.RowBytes(), D,
+                          kb.data() + size_t(t - b * G) * D);
         }
         int m = 0;
         for (int t = t0; t < t1; ++t, ++m) {
@@ -62,12 +64,29 @@ Status KeySplit(const KvCache& cache, int seq, const std::vector<float>& written
   return Status::Ok();
 }
 
+// First divergence and agreement of g->test against g->exact (same length).
+void ScoreGeneration(GenerationResult* g) {
+  const size_t n = std::min(g->exact.size(), g->test.size());
+  size_t agree = 0;
+  g->first_divergence = -1;
+  for (size_t s = 0; s < n; ++s) {
+    if (g->exact[s] == g->test[s])
+      ++agree;
+    else if (g->first_divergence < 0)
+      g->first_divergence = int(s);
+  }
+  g->agreement = double(agree) / double(std::max<size_t>(n, 1));
+}
+
 }  // namespace
 
 Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
                        const std::vector<EvalCase>& cases, const PseudoDecodeOptions& opt,
                        const std::function<void(int, int)>& progress,
                        std::vector<CaseResult>* results) {
+  if (opt.chunk < 1 || opt.bucket < 1)
+    return InvalidArgument("chunk " + std::to_string(opt.chunk) + " and bucket " +
+                           std::to_string(opt.bucket) + " must be positive");
   const ModelConfig& mc = model.config();
   const int L = mc.n_layers, V = mc.n_vocab;
   const int KD = mc.n_kv_heads * mc.head_dim, QD = mc.n_heads * mc.head_dim;
@@ -85,12 +104,16 @@ Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
   for (size_t i = 0; i < cases.size(); ++i) {
     (*results)[i].config = cases[i];
     (*results)[i].positions = PositionBuckets(opt.bucket);
-    KVARN_RETURN_IF_ERROR(model.CreateCache(cases[i].codec, n_tokens + 1, kCacheBudget, &st[i].cache)
-                              .WithContext(cases[i].Label()));
+    KVARN_RETURN_IF_ERROR(
+        model.CreateCache(cases[i].codec, n_tokens + 1, kCacheBudget, &st[i].cache)
+            .WithContext(cases[i].Label()));
     KVARN_RETURN_IF_ERROR(st[i].cache->AddSequence(&st[i].seq));
   }
 
   std::vector<float> exact_k, exact_v, exact_att, exact_logits, test_logits, keys;
+  // The exact distributions of a chunk's positions, prepared once for all cases: [chunk]
+  std::vector<ReferenceDistribution> refs(size_t(opt.chunk));
+  std::vector<PositionComparison> cmp(size_t(opt.chunk));
   for (int c = 0; c < n_chunks; ++c) {
     const int pos0 = c * opt.chunk;
     const int n = std::min(opt.chunk, n_tokens - pos0);
@@ -109,9 +132,13 @@ Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
       std::copy_n(a, size_t(m) * QD, exact_att.begin() + ptrdiff_t(size_t(l) * n * QD));
     };
     ForwardOutput out;
-    KVARN_RETURN_IF_ERROR(model.Forward(*exact, exact_seq, ids, n, fo, &out).WithContext("exact run"));
+    KVARN_RETURN_IF_ERROR(
+        model.Forward(*exact, exact_seq, ids, n, fo, &out).WithContext("exact run"));
     exact_logits.resize(size_t(n) * V);
     KVARN_RETURN_IF_ERROR(model.Logits(out.hidden.data(), n, exact_logits.data(), opt.n_threads));
+    ParallelFor(opt.n_threads, n, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) refs[size_t(t)].Set(exact_logits.data() + size_t(t) * V, V);
+    });
 
     for (size_t i = 0; i < cases.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -138,23 +165,29 @@ Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
         const float* e = exact_att.data() + size_t(l) * n * QD;
         for (int t = 0; t < m; ++t) {
           double sum = 0;
-          for (int j = 0; j < QD; ++j) sum += std::fabs(double(a[size_t(t) * QD + j]) - e[size_t(t) * QD + j]);
+          for (int j = 0; j < QD; ++j)
+            sum += std::fabs(double(a[size_t(t) * QD + j]) - e[size_t(t) * QD + j]);
           const size_t b = size_t((pos0 + t) / opt.bucket);
           r.attn_abs_err[b][size_t(l)] += sum;
           if (l == 0) r.attn_count[b] += QD;
         }
       };
-      KVARN_RETURN_IF_ERROR(model.Forward(*s.cache, s.seq, ids, n, to, &out).WithContext(cases[i].Label()));
+      KVARN_RETURN_IF_ERROR(
+          model.Forward(*s.cache, s.seq, ids, n, to, &out).WithContext(cases[i].Label()));
       test_logits.resize(size_t(n) * V);
       KVARN_RETURN_IF_ERROR(model.Logits(out.hidden.data(), n, test_logits.data(), opt.n_threads));
-      for (int t = 0; t < n; ++t) {
-        const int next = pos0 + t + 1 < n_tokens ? tokens[size_t(pos0 + t + 1)] : -1;
-        r.positions.Add(pos0 + t, exact_logits.data() + size_t(t) * V,
-                        test_logits.data() + size_t(t) * V, V, next);
-      }
+      ParallelFor(opt.n_threads, n, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const int64_t next_pos = pos0 + t + 1;
+          const int next = next_pos < n_tokens ? tokens[size_t(next_pos)] : -1;
+          cmp[size_t(t)] = refs[size_t(t)].Compare(test_logits.data() + size_t(t) * V, next);
+        }
+      });
+      for (int t = 0; t < n; ++t) r.positions.Add(pos0 + t, cmp[size_t(t)]);
       // The previous chunk's blocks were encoded by this step's commit: measure their keys.
       if (s.written_pos0 >= opt.chunk)
-        KVARN_RETURN_IF_ERROR(KeySplit(*s.cache, s.seq, s.written_k, s.written_pos0, opt.chunk, &r));
+        KVARN_RETURN_IF_ERROR(
+            KeySplit(*s.cache, s.seq, s.written_k, s.written_pos0, opt.chunk, &r));
       s.written_k.swap(keys);
       s.written_pos0 = pos0;
       r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -169,7 +202,8 @@ Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int
                      GenerationResult* out) {
   auto generate = [&](const CodecSpec& spec, std::vector<int32_t>* ids) -> Status {
     std::unique_ptr<KvCache> cache;
-    KVARN_RETURN_IF_ERROR(model.CreateCache(spec, int(prompt.size()) + n_steps + 1, kCacheBudget, &cache));
+    KVARN_RETURN_IF_ERROR(
+        model.CreateCache(spec, int(prompt.size()) + n_steps + 1, kCacheBudget, &cache));
     int seq = 0;
     KVARN_RETURN_IF_ERROR(cache->AddSequence(&seq));
     ForwardOptions fo;
@@ -196,13 +230,69 @@ Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int
     KVARN_RETURN_IF_ERROR(generate(f32, &out->exact));
   }
   KVARN_RETURN_IF_ERROR(generate(codec, &out->test));
-  int agree = 0;
-  out->first_divergence = -1;
-  for (int s = 0; s < n_steps; ++s) {
-    if (out->exact[size_t(s)] == out->test[size_t(s)]) ++agree;
-    else if (out->first_divergence < 0) out->first_divergence = s;
+  ScoreGeneration(out);
+  return Status::Ok();
+}
+
+Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, int n_steps,
+                      const std::vector<CodecSpec>& codecs, int n_threads,
+                      std::vector<GenerationResult>* results) {
+  if (prompt.empty()) return InvalidArgument("empty generation prompt");
+  // Sequence 0 is the exact run (f32 cache), 1..k the cache types; each in its own cache.
+  std::vector<CodecSpec> specs(1);
+  KVARN_RETURN_IF_ERROR(ParseCodecSpec("f32", &specs[0]));
+  specs.insert(specs.end(), codecs.begin(), codecs.end());
+  const size_t k = specs.size();
+  const int V = model.config().n_vocab;
+  std::vector<std::unique_ptr<KvCache>> caches(k);
+  std::vector<int> seqs(k, 0);
+  std::vector<std::vector<int32_t>> ids(k);
+  std::vector<int32_t> next(k);
+  for (size_t i = 0; i < k; ++i) {
+    KVARN_RETURN_IF_ERROR(
+        model.CreateCache(specs[i], int(prompt.size()) + n_steps + 1, kCacheBudget, &caches[i]));
+    KVARN_RETURN_IF_ERROR(caches[i]->AddSequence(&seqs[i]));
+    // The prompt in steps of 256 tokens, as RunGeneration does (the same steps, so the same
+    // commits and the same logits).
+    ForwardOptions fo;
+    fo.n_threads = n_threads;
+    ForwardOutput o;
+    for (size_t p = 0; p < prompt.size(); p += 256) {
+      const int n = int(std::min<size_t>(256, prompt.size() - p));
+      KVARN_RETURN_IF_ERROR(model.Forward(*caches[i], seqs[i], prompt.data() + p, n, fo, &o)
+                                .WithContext(specs[i].Name()));
+    }
+    next[i] = int32_t(Argmax(o.logits.data(), int(o.logits.size())));
   }
-  out->agreement = double(agree) / std::max(n_steps, 1);
+  // Greedy steps of every sequence in lockstep, up to kMaxDecodeBatch per DecodeBatch call (the
+  // weights are read once per call; each item's logits are bit-identical to a lone Forward).
+  std::vector<float> logits;
+  for (int s = 0; s < n_steps; ++s) {
+    for (size_t i = 0; i < k; ++i) ids[i].push_back(next[i]);
+    if (s + 1 == n_steps) break;  // the last token's successor is never used
+    for (size_t b = 0; b < k; b += Model::kMaxDecodeBatch) {
+      const size_t e = std::min(k, b + Model::kMaxDecodeBatch);
+      std::vector<KvCache*> cs;
+      std::vector<int> ss;
+      std::vector<int32_t> ts;
+      for (size_t i = b; i < e; ++i) {
+        cs.push_back(caches[i].get());
+        ss.push_back(seqs[i]);
+        ts.push_back(next[i]);
+      }
+      KVARN_RETURN_IF_ERROR(model.DecodeBatch(cs, ss, ts, n_threads, &logits));
+      for (size_t i = b; i < e; ++i)
+        next[i] = int32_t(Argmax(logits.data() + (i - b) * size_t(V), V));
+    }
+  }
+  results->assign(codecs.size(), GenerationResult());
+  for (size_t c = 0; c < codecs.size(); ++c) {
+    GenerationResult& g = (*results)[c];
+    g.codec = codecs[c].Name();
+    g.exact = ids[0];
+    g.test = ids[c + 1];
+    ScoreGeneration(&g);
+  }
   return Status::Ok();
 }
 

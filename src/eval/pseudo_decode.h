@@ -25,7 +25,9 @@ namespace kvarn::eval {
 struct EvalCase {
   CodecSpec codec;
   bool static_schedule = false;
-  std::string Label() const { return codec.Name() + (static_schedule ? " static" : " accumulated"); }
+  std::string Label() const {
+    return codec.Name() + (static_schedule ? " static" : " accumulated");
+  }
 };
 
 struct CaseResult {
@@ -63,5 +65,12 @@ struct GenerationResult {
 Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int n_steps,
                      const CodecSpec& codec, int n_threads, const std::vector<int32_t>* exact_ids,
                      GenerationResult* out);
+
+// The same for several cache types at once (what kvarn eval runs): the exact run and every
+// cache type decode in lockstep through Model::DecodeBatch, so the weights are read once per
+// step for up to kMaxDecodeBatch sequences. Results [codecs] equal RunGeneration's (tested).
+Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, int n_steps,
+                      const std::vector<CodecSpec>& codecs, int n_threads,
+                      std::vector<GenerationResult>* results);
 
 }  // namespace kvarn::eval

@@ -1,4 +1,6 @@
 // The evaluation's metric code and schedules.
+#include "eval/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,7 @@
 #include <vector>
 
 #include "../model/model_test_util.h"
-#include "eval/metrics.h"
+#include "common/rng.h"
 #include "eval/pseudo_decode.h"
 
 namespace kvarn::eval {
@@ -50,6 +52,37 @@ TEST(Metrics, BucketsGroupPositions) {
   EXPECT_EQ(pb.buckets()[1].top1_agree, 0);
   EXPECT_EQ(pb.buckets()[2].count, 2);
   EXPECT_GT(pb.buckets()[1].kl[0], 0.0);
+}
+
+// The prepared comparison kvarn eval uses (exact distribution set up once, compared with many
+// cases) is the reference arithmetic operation for operation: equal bit for bit, over sizes from
+// one logit to a vocabulary, identical and shifted inputs, and with or without a next token.
+TEST(Metrics, PreparedComparisonEqualsReference) {
+  Rng rng(7);
+  for (int n : {1, 2, 7, 1000, 49152}) {
+    std::vector<float> p(static_cast<size_t>(n)), q(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      p[size_t(i)] = float(4.0 * rng.Normal());
+      q[size_t(i)] = p[size_t(i)] + float(0.3 * rng.Normal());
+    }
+    ReferenceDistribution ref;
+    ref.Set(p.data(), n);
+    for (const std::vector<float>* test : {&p, &q}) {
+      for (int next : {-1, 0, n - 1}) {
+        const PositionComparison a = ComparePosition(p.data(), test->data(), n, next);
+        const PositionComparison b = ref.Compare(test->data(), next);
+        EXPECT_EQ(a.kl, b.kl) << n;
+        EXPECT_EQ(a.top1_agree, b.top1_agree) << n;
+        EXPECT_EQ(a.has_next, b.has_next) << n;
+        EXPECT_EQ(a.nll_exact, b.nll_exact) << n;
+        EXPECT_EQ(a.nll_test, b.nll_test) << n;
+      }
+    }
+    EXPECT_EQ(ref.Compare(p.data(), -1).kl, 0.0);
+    if (n > 1) {
+      EXPECT_GT(ref.Compare(q.data(), -1).kl, 0.0) << n;
+    }
+  }
 }
 
 // A cache type that stores exactly (f32, the same as the exact run) gives zero error in every
@@ -117,6 +150,40 @@ TEST(Schedules, GenerationWithExactCacheAgrees) {
   ASSERT_TRUE(RunGeneration(*m, prompt, 20, f32, 2, nullptr, &g).ok());
   EXPECT_EQ(g.first_divergence, -1);
   EXPECT_EQ(g.agreement, 1.0);
+}
+
+// kvarn eval decodes every cache type in lockstep (RunGenerations, through Model::DecodeBatch);
+// the tokens must be those of decoding each alone (RunGeneration). The generation is long enough
+// for the 64-token codec to encode records, and q8_0 quantizes every row.
+TEST(Schedules, LockstepGenerationEqualsOneAtATime) {
+  const std::string path = testing::ModelPath(testing::kSmolLM2);
+  if (!testing::FileExists(path)) GTEST_SKIP() << path << " not fetched";
+  std::unique_ptr<Model> m;
+  ASSERT_TRUE(Model::Load(path, &m).ok());
+#ifdef KVARN_SANITIZER_BUILD
+  const int steps = 40;  // past block 0 only (the sink); release goes past two records
+#else
+  const int steps = 150;  // block 1 (64..127) is a record from token 128 on
+#endif
+  const std::vector<int32_t> prompt = {1, 9690, 198, 4093, 198, 5820, 1296, 2};
+  std::vector<CodecSpec> codecs(3);
+  ASSERT_TRUE(ParseCodecSpec("kvarn_k2v2_g64", &codecs[0]).ok());
+  ASSERT_TRUE(ParseCodecSpec("q8_0", &codecs[1]).ok());
+  ASSERT_TRUE(ParseCodecSpec("f16", &codecs[2]).ok());
+  std::vector<GenerationResult> batch;
+  ASSERT_TRUE(RunGenerations(*m, prompt, steps, codecs, 2, &batch).ok());
+  ASSERT_EQ(batch.size(), codecs.size());
+  const std::vector<int32_t>* exact = nullptr;
+  for (size_t i = 0; i < codecs.size(); ++i) {
+    GenerationResult one;
+    ASSERT_TRUE(RunGeneration(*m, prompt, steps, codecs[i], 2, exact, &one).ok());
+    exact = &batch[0].exact;
+    EXPECT_EQ(one.exact, batch[i].exact) << codecs[i].Name();
+    EXPECT_EQ(one.test, batch[i].test) << codecs[i].Name();
+    EXPECT_EQ(one.first_divergence, batch[i].first_divergence) << codecs[i].Name();
+    EXPECT_EQ(one.agreement, batch[i].agreement) << codecs[i].Name();
+    ASSERT_EQ(batch[i].test.size(), size_t(steps));
+  }
 }
 
 }  // namespace

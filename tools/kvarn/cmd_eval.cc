@@ -30,8 +30,14 @@ struct EvalOptions {
   std::string file;
   size_t offset = 0;  // byte offset into the text
   int n_tokens = 4096;
-  std::vector<std::string> codecs = {"f16", "kvarn_k4v2_g128", "kvarn_k2v2_g128", "kivi_k2v2_g128",
-                                     "hadamard_k2v2_g128", "varn_k2v2_g128", "q8_0", "q4_0"};
+  std::vector<std::string> codecs = {"f16",
+                                     "kvarn_k4v2_g128",
+                                     "kvarn_k2v2_g128",
+                                     "kivi_k2v2_g128",
+                                     "hadamard_k2v2_g128",
+                                     "varn_k2v2_g128",
+                                     "q8_0",
+                                     "q4_0"};
   std::vector<std::string> schedules = {"accumulated", "static"};
   int bucket = 256;
   int gen_tokens = 256;
@@ -94,9 +100,9 @@ nlohmann::json CaseJson(const eval::CaseResult& r, const Model& m) {
   j["ppl_exact"] = std::exp(nll_e / double(std::max<int64_t>(nll_n, 1)));
   j["ppl_test"] = std::exp(nll_t / double(std::max<int64_t>(nll_n, 1)));
   KeyErrorSummary ks;
-  if (!r.key_e_m.empty() &&
-      SummarizeKeyError(r.key_e_m.data(), r.key_e_d.data(), r.key_e_m.size(),
-                        DefaultKeyErrorFractions(), &ks).ok()) {
+  if (!r.key_e_m.empty() && SummarizeKeyError(r.key_e_m.data(), r.key_e_d.data(), r.key_e_m.size(),
+                                              DefaultKeyErrorFractions(), &ks)
+                                .ok()) {
     j["key_error"]["tokens"] = r.key_e_m.size();
     j["key_error"]["mean_abs_norm_error"] = ks.mean_abs_norm_err;
     double em = 0, et = 0;
@@ -128,7 +134,8 @@ void Plot(const std::string& dir, const nlohmann::json& cases, const std::string
     if (!schedule_filter.empty() && c["schedule"] != schedule_filter) continue;
     labels.push_back(c["cache_type"].get<std::string>() + " " + c["schedule"].get<std::string>());
     for (const auto& b : c["buckets"])
-      d << (b["begin"].get<int>() + b["end"].get<int>()) / 2 << " " << b[field].get<double>() << "\n";
+      d << (b["begin"].get<int>() + b["end"].get<int>()) / 2 << " " << b[field].get<double>()
+        << "\n";
     d << "\n\n";
   }
   d.close();
@@ -143,7 +150,8 @@ void Plot(const std::string& dir, const nlohmann::json& cases, const std::string
   g.close();
   const std::string cmd = "gnuplot '" + dir + "/" + png + ".gp' 2>/dev/null";
   if (std::system(cmd.c_str()) != 0)
-    std::fprintf(stderr, "kvarn eval: gnuplot failed or is missing; %s.png not drawn\n", png.c_str());
+    std::fprintf(stderr, "kvarn eval: gnuplot failed or is missing; %s.png not drawn\n",
+                 png.c_str());
 }
 
 int Run(EvalOptions o) {
@@ -198,16 +206,22 @@ int Run(EvalOptions o) {
   po.n_threads = threads;
   po.bucket = o.bucket;
   std::vector<eval::CaseResult> results;
-  st = eval::RunPseudoDecode(*model, ids, cases, po, [&](int done, int total) {
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const int width = 30, fill = width * done / total;
-    std::fprintf(stderr, "\r[%s%s] %d/%d chunks  %.0f s elapsed, ETA %.0f s   ",
-                 std::string(size_t(fill), '#').c_str(), std::string(size_t(width - fill), '.').c_str(),
-                 done, total, el, el / done * (total - done));
-  }, &results);
+  st = eval::RunPseudoDecode(
+      *model, ids, cases, po,
+      [&](int done, int total) {
+        const double el =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const int width = 30, fill = width * done / total;
+        std::fprintf(stderr, "\r[%s%s] %d/%d chunks  %.0f s elapsed, ETA %.0f s   ",
+                     std::string(size_t(fill), '#').c_str(),
+                     std::string(size_t(width - fill), '.').c_str(), done, total, el,
+                     el / done * (total - done));
+      },
+      &results);
   std::fprintf(stderr, "\n");
   if (!st.ok()) return Fail(st);
-  const double pd_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double pd_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   nlohmann::json j;
   j["model"] = path.substr(path.find_last_of('/') + 1);
@@ -224,14 +238,16 @@ int Run(EvalOptions o) {
   if (o.gen_tokens > 0) {
     std::vector<int32_t> prompt;
     if (!(st = EncodeChat(*tok, {{"user", o.gen_prompt}}, true, &prompt)).ok()) return Fail(st);
+    std::vector<CodecSpec> specs(o.codecs.size());
+    for (size_t i = 0; i < o.codecs.size(); ++i) (void)ParseCodecSpec(o.codecs[i], &specs[i]);
+    std::vector<eval::GenerationResult> gens;
+    const auto g0 = std::chrono::steady_clock::now();
+    if (!(st = eval::RunGenerations(*model, prompt, o.gen_tokens, specs, threads, &gens)).ok())
+      return Fail(st);
+    j["generation"]["seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count();
     std::vector<int32_t> exact;
-    for (size_t i = 0; i < o.codecs.size(); ++i) {
-      CodecSpec spec;
-      (void)ParseCodecSpec(o.codecs[i], &spec);
-      eval::GenerationResult g;
-      if (!(st = eval::RunGeneration(*model, prompt, o.gen_tokens, spec, threads,
-                                     exact.empty() ? nullptr : &exact, &g)).ok())
-        return Fail(st);
+    for (const eval::GenerationResult& g : gens) {
       exact = g.exact;
       nlohmann::json jg;
       jg["cache_type"] = g.codec;
@@ -254,10 +270,12 @@ int Run(EvalOptions o) {
   md << "# kvarn eval: " << j["model"].get<std::string>() << "\n\n"
      << o.n_tokens << " tokens of `" << o.file << "` (byte offset " << o.offset << "), chunks of "
      << po.chunk << ", buckets of " << o.bucket << " positions, " << threads << " threads, "
-     << int(pd_seconds) << " s pseudo-decode, " << int(j["total_seconds"].get<double>())
-     << " s in all.\n\n"
+     << int(pd_seconds) << " s pseudo-decode, "
+     << (j.contains("generation") ? int(j["generation"]["seconds"].get<double>()) : 0)
+     << " s generation, " << int(j["total_seconds"].get<double>()) << " s in all.\n\n"
      << "| cache type | schedule | KL mean | KL first bucket | KL last bucket | KL p99 last | "
-        "top-1 agree | ppl (exact " << "→ test) | attn MAE first → last | key |dnorm| | "
+        "top-1 agree | ppl (exact "
+     << "→ test) | attn MAE first → last | key |dnorm| | "
         "E_M/E_T top 1% | top 5% |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   char buf[512];
   for (const auto& c : j["cases"]) {
@@ -265,32 +283,39 @@ int Run(EvalOptions o) {
     const auto& first = b.front();
     const auto& last = b.back();
     const bool ke = c.contains("key_error");
-    std::snprintf(buf, sizeof(buf),
-                  "| %s | %s | %.5f | %.5f | %.5f | %.4f | %.4f | %.3f → %.3f | %.4f → %.4f | %s | %s | %s |\n",
-                  c["cache_type"].get<std::string>().c_str(), c["schedule"].get<std::string>().c_str(),
-                  c["kl_mean"].get<double>(), first["kl_mean"].get<double>(), last["kl_mean"].get<double>(),
-                  last["kl_p99"].get<double>(), c["top1_agreement"].get<double>(),
-                  c["ppl_exact"].get<double>(), c["ppl_test"].get<double>(),
-                  first["attn_mae_mean"].get<double>(), last["attn_mae_mean"].get<double>(),
-                  ke ? std::to_string(c["key_error"]["mean_abs_norm_error"].get<double>()).c_str() : "-",
-                  ke ? std::to_string(c["key_error"]["top"][1]["magnitude_share"].get<double>()).c_str() : "-",
-                  ke ? std::to_string(c["key_error"]["top"][2]["magnitude_share"].get<double>()).c_str() : "-");
+    std::snprintf(
+        buf, sizeof(buf),
+        "| %s | %s | %.5f | %.5f | %.5f | %.4f | %.4f | %.3f → %.3f | %.4f → %.4f | %s | %s | %s "
+        "|\n",
+        c["cache_type"].get<std::string>().c_str(), c["schedule"].get<std::string>().c_str(),
+        c["kl_mean"].get<double>(), first["kl_mean"].get<double>(), last["kl_mean"].get<double>(),
+        last["kl_p99"].get<double>(), c["top1_agreement"].get<double>(),
+        c["ppl_exact"].get<double>(), c["ppl_test"].get<double>(),
+        first["attn_mae_mean"].get<double>(), last["attn_mae_mean"].get<double>(),
+        ke ? std::to_string(c["key_error"]["mean_abs_norm_error"].get<double>()).c_str() : "-",
+        ke ? std::to_string(c["key_error"]["top"][1]["magnitude_share"].get<double>()).c_str()
+           : "-",
+        ke ? std::to_string(c["key_error"]["top"][2]["magnitude_share"].get<double>()).c_str()
+           : "-");
     md << buf;
   }
   if (j.contains("generation")) {
-    md << "\n## Free-running greedy generation (" << o.gen_tokens << " tokens)\n\n| cache type | first divergence | agreement |\n|---|---|---|\n";
+    md << "\n## Free-running greedy generation (" << o.gen_tokens
+       << " tokens)\n\n| cache type | first divergence | agreement |\n|---|---|---|\n";
     for (const auto& g : j["generation"]["cases"]) {
-      std::snprintf(buf, sizeof(buf), "| %s | %d | %.3f |\n", g["cache_type"].get<std::string>().c_str(),
-                    g["first_divergence"].get<int>(), g["agreement"].get<double>());
+      std::snprintf(buf, sizeof(buf), "| %s | %d | %.3f |\n",
+                    g["cache_type"].get<std::string>().c_str(), g["first_divergence"].get<int>(),
+                    g["agreement"].get<double>());
       md << buf;
     }
   }
-  md << "\nPlots: kl_accumulated.png, kl_static.png, attn_mae_accumulated.png, attn_mae_static.png.\n";
+  md << "\nPlots: kl_accumulated.png, kl_static.png, attn_mae_accumulated.png, "
+        "attn_mae_static.png.\n";
   md.close();
   Plot(o.out, j["cases"], "kl_mean", "mean KL(exact || cache) per position bucket, accumulated",
        "accumulated", "kl_accumulated");
-  Plot(o.out, j["cases"], "kl_mean", "mean KL(exact || cache) per position bucket, static", "static",
-       "kl_static");
+  Plot(o.out, j["cases"], "kl_mean", "mean KL(exact || cache) per position bucket, static",
+       "static", "kl_static");
   Plot(o.out, j["cases"], "attn_mae_mean", "attention output MAE vs exact, accumulated",
        "accumulated", "attn_mae_accumulated");
   Plot(o.out, j["cases"], "attn_mae_mean", "attention output MAE vs exact, static", "static",
@@ -307,7 +332,8 @@ Runner AddEvalCommand(CLI::App& app) {
   AddModelFlags(c, &o->model, "f32");
   c->add_option("-f,--file", o->file, "text (default: pydocs.txt in the cache)");
   c->add_option("--offset", o->offset, "byte offset into the text");
-  c->add_option("-n,--tokens", o->n_tokens, "tokens of pseudo-decode")->check(CLI::Range(256, 1 << 20));
+  c->add_option("-n,--tokens", o->n_tokens, "tokens of pseudo-decode")
+      ->check(CLI::Range(256, 1 << 20));
   c->add_option("--cache-types", o->codecs, "cache types to compare with the exact cache");
   c->add_option("--schedules", o->schedules, "accumulated and/or static");
   c->add_option("--bucket", o->bucket, "positions per bucket")->check(CLI::Range(16, 1 << 20));
