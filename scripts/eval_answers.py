@@ -15,8 +15,6 @@ import os
 import subprocess
 import sys
 
-BYTES_D128 = {"f16": 512, "q8_0": 272, "q4_0": 144, "q4_1": 160}  # per token per head, K+V
-
 
 def bucket_kl(c, i):
     return c["buckets"][i]["kl_mean"]
@@ -125,16 +123,19 @@ def main():
     w("")
 
     w("### 3. kvarn_k4v2 against q8_0 and q4_0\n")
-    w("| cache type | bytes/token/head (D=128) | accumulated KL | top-1 agreement | ppl exact → cache |")
+    w(f"| cache type | bytes/token/head (D={j.get('head_dim', '?')}) | accumulated KL | "
+      "top-1 agreement | ppl exact → cache |")
     w("|---|---|---|---|---|")
-    bpt = dict(BYTES_D128, kvarn_k4v2_g128=108, kvarn_k2v2_g128=76)
     for t in ("kvarn_k4v2_g128", "q8_0", "q4_0", "kvarn_k2v2_g128"):
         c = cases.get((t, "accumulated"))
         if not c:
             continue
-        w(f"| {t} | {bpt.get(t, '-')} | {c['kl_mean']:.5f} | {c['top1_agreement']:.4f} | "
+        bpt = c.get("bytes_per_token_head")
+        bpt = f"{bpt:.1f}" if bpt is not None else "-"
+        w(f"| {t} | {bpt} | {c['kl_mean']:.5f} | {c['top1_agreement']:.4f} | "
           f"{c['ppl_exact']:.3f} → {c['ppl_test']:.3f} |")
-    w("\n(bytes: the encoded body per spec §5.6 for kvarn; llama.cpp's block sizes for q8_0/q4_0.)\n")
+    w("\n(bytes: K and V of one token and KV head once its block is encoded, from the cache's own "
+      "page accounting, eval.json's bytes_per_token_head.)\n")
 
     w("### 4. Is the largest-error tail dominated by magnitude error, and does KVarN shrink it?\n")
     w("Keys the case wrote vs what its cache returns, every encoded token, layer and KV head; "

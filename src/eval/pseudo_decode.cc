@@ -108,6 +108,13 @@ Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
         model.CreateCache(cases[i].codec, n_tokens + 1, kCacheBudget, &st[i].cache)
             .WithContext(cases[i].Label()));
     KVARN_RETURN_IF_ERROR(st[i].cache->AddSequence(&st[i].seq));
+    const KvCache& kc = *st[i].cache;
+    const BlockKind encoded = kc.RecordBytes() > 0 ? BlockKind::kRecord
+                              : kc.RowBytes() > 0  ? BlockKind::kRows
+                                                   : BlockKind::kF16;
+    (*results)[i].bytes_per_token_head =
+        double(kc.PageBytes(encoded)) /
+        (double(mc.n_layers) * mc.n_kv_heads * double(kc.block_tokens()));
   }
 
   std::vector<float> exact_k, exact_v, exact_att, exact_logits, test_logits, keys;

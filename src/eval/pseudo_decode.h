@@ -40,6 +40,9 @@ struct CaseResult {
   // Quantization error of the keys this case wrote into its cache, per encoded token (every
   // token past the first chunk), per layer and KV head: E_M and E_D (spec §8.2).
   std::vector<double> key_e_m, key_e_d;
+  // Bytes the case's cache spends per token per KV head (K and V) once a block is encoded, from
+  // the cache's own page accounting (fp16 pages for f16/f32).
+  double bytes_per_token_head = 0;
   double seconds = 0;
 };
 

@@ -164,14 +164,20 @@ TEST(KvCache, AccountingMatchesFormula) {
   }
 }
 
-TEST(KvCache, BudgetExhaustionIsAnErrorAndCorruptsNothing) {
-  KvCacheConfig cfg = Config("kvarn_k4v2_g128", 2, 1, 64);
+// A cache whose byte budget holds exactly `pages` fp16 pages of this configuration.
+std::unique_ptr<KvCache> CacheWithF16Pages(KvCacheConfig cfg, size_t pages) {
   std::unique_ptr<KvCache> probe;
-  ASSERT_TRUE(KvCache::Create(cfg, &probe).ok());
-  // Room for three fp16 pages: sequence A takes two (sink + tail), B's second page fails.
-  cfg.byte_budget = 3 * probe->PageBytes(BlockKind::kF16);
+  EXPECT_TRUE(KvCache::Create(cfg, &probe).ok());
+  cfg.byte_budget = pages * probe->PageBytes(BlockKind::kF16);
   std::unique_ptr<KvCache> c;
-  ASSERT_TRUE(KvCache::Create(cfg, &c).ok());
+  EXPECT_TRUE(KvCache::Create(cfg, &c).ok());
+  return c;
+}
+
+TEST(KvCache, BudgetExhaustionIsAnErrorAndCorruptsNothing) {
+  // Room for three fp16 pages: sequence A takes two (sink + tail), B's second page fails.
+  std::unique_ptr<KvCache> c = CacheWithF16Pages(Config("kvarn_k4v2_g128", 2, 1, 64), 3);
+  ASSERT_NE(c, nullptr);
   int a, b;
   ASSERT_TRUE(c->AddSequence(&a).ok());
   ASSERT_TRUE(c->AddSequence(&b).ok());
@@ -233,12 +239,8 @@ TEST(KvCache, CopySequenceIsADeepCopyThatContinuesIdentically) {
     Step(*c, src, 1, 5);  // the source keeps working after its copy is gone
   }
   // Over budget: an error, nothing allocated, the source intact; inside a step: refused.
-  KvCacheConfig cfg = Config("kvarn_k4v2_g128", 1, 1, 64);
-  std::unique_ptr<KvCache> probe;
-  ASSERT_TRUE(KvCache::Create(cfg, &probe).ok());
-  cfg.byte_budget = 3 * probe->PageBytes(BlockKind::kF16);
-  std::unique_ptr<KvCache> c;
-  ASSERT_TRUE(KvCache::Create(cfg, &c).ok());
+  std::unique_ptr<KvCache> c = CacheWithF16Pages(Config("kvarn_k4v2_g128", 1, 1, 64), 3);
+  ASSERT_NE(c, nullptr);
   int s, d = -1;
   ASSERT_TRUE(c->AddSequence(&s).ok());
   Step(*c, s, 200);

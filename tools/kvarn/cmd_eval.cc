@@ -62,6 +62,7 @@ nlohmann::json CaseJson(const eval::CaseResult& r, const Model& m) {
   nlohmann::json j;
   j["cache_type"] = r.config.codec.Name();
   j["schedule"] = r.config.static_schedule ? "static" : "accumulated";
+  j["bytes_per_token_head"] = r.bytes_per_token_head;
   j["seconds"] = r.seconds;
   const int w = r.positions.width();
   double kl_all = 0;
@@ -228,6 +229,7 @@ int Run(EvalOptions o) {
   j["text"] = o.file;
   j["offset"] = o.offset;
   j["tokens"] = o.n_tokens;
+  j["head_dim"] = model->config().head_dim;
   j["chunk"] = po.chunk;
   j["bucket"] = o.bucket;
   j["threads"] = threads;
