@@ -84,6 +84,10 @@ size_t KvCache::PageBytes(BlockKind kind) const {
   return 0;
 }
 
+BlockKind KvCache::EncodedKind() const {
+  return config_.codec.is_tile() ? BlockKind::kRecord : BlockKind::kRows;
+}
+
 uint8_t* KvCache::Allocate(BlockKind kind) {
   const size_t bytes = PageBytes(kind);
   if (used_bytes_ + bytes > config_.byte_budget) return nullptr;

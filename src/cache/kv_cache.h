@@ -140,6 +140,9 @@ class KvCache {
   CacheStats Stats() const;
   // Bytes per page of each kind (for the accounting test and capacity planning).
   size_t PageBytes(BlockKind kind) const;
+  // The kind of page a completed block is encoded into: records for tile codecs, per-token
+  // rows for the others (f16 and f32 included).
+  BlockKind EncodedKind() const;
   size_t RowBytes() const { return row_bytes_; }
   size_t RecordBytes() const { return record_bytes_; }
 

@@ -78,6 +78,27 @@ void ScoreGeneration(GenerationResult* g) {
   g->agreement = double(agree) / double(std::max<size_t>(n, 1));
 }
 
+// A cache of `spec` (room for the prompt and n_steps tokens) with one sequence holding the
+// prompt, fed in steps of 256 tokens; *first: the greedy token after it. Both generation paths
+// start here, so their steps, commits and logits are the same.
+Status StartGeneration(const Model& model, const CodecSpec& spec,
+                       const std::vector<int32_t>& prompt, int n_steps, int n_threads,
+                       std::unique_ptr<KvCache>* cache, int* seq, int32_t* first) {
+  if (prompt.empty()) return InvalidArgument("empty generation prompt");
+  KVARN_RETURN_IF_ERROR(
+      model.CreateCache(spec, int(prompt.size()) + n_steps + 1, kCacheBudget, cache));
+  KVARN_RETURN_IF_ERROR((*cache)->AddSequence(seq));
+  ForwardOptions fo;
+  fo.n_threads = n_threads;
+  ForwardOutput o;
+  for (size_t i = 0; i < prompt.size(); i += 256) {
+    const int n = int(std::min<size_t>(256, prompt.size() - i));
+    KVARN_RETURN_IF_ERROR(model.Forward(**cache, *seq, prompt.data() + i, n, fo, &o));
+  }
+  *first = int32_t(Argmax(o.logits.data(), int(o.logits.size())));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
@@ -109,11 +130,8 @@ Status RunPseudoDecode(const Model& model, const std::vector<int32_t>& tokens,
             .WithContext(cases[i].Label()));
     KVARN_RETURN_IF_ERROR(st[i].cache->AddSequence(&st[i].seq));
     const KvCache& kc = *st[i].cache;
-    const BlockKind encoded = kc.RecordBytes() > 0 ? BlockKind::kRecord
-                              : kc.RowBytes() > 0  ? BlockKind::kRows
-                                                   : BlockKind::kF16;
     (*results)[i].bytes_per_token_head =
-        double(kc.PageBytes(encoded)) /
+        double(kc.PageBytes(kc.EncodedKind())) /
         (double(mc.n_layers) * mc.n_kv_heads * double(kc.block_tokens()));
   }
 
@@ -209,22 +227,19 @@ Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int
                      GenerationResult* out) {
   auto generate = [&](const CodecSpec& spec, std::vector<int32_t>* ids) -> Status {
     std::unique_ptr<KvCache> cache;
-    KVARN_RETURN_IF_ERROR(
-        model.CreateCache(spec, int(prompt.size()) + n_steps + 1, kCacheBudget, &cache));
     int seq = 0;
-    KVARN_RETURN_IF_ERROR(cache->AddSequence(&seq));
+    int32_t next = 0;
+    KVARN_RETURN_IF_ERROR(
+        StartGeneration(model, spec, prompt, n_steps, n_threads, &cache, &seq, &next));
     ForwardOptions fo;
     fo.n_threads = n_threads;
     ForwardOutput o;
-    for (size_t i = 0; i < prompt.size(); i += 256) {
-      const int n = int(std::min<size_t>(256, prompt.size() - i));
-      KVARN_RETURN_IF_ERROR(model.Forward(*cache, seq, prompt.data() + i, n, fo, &o));
-    }
     ids->clear();
     for (int s = 0; s < n_steps; ++s) {
-      const int32_t next = int32_t(Argmax(o.logits.data(), int(o.logits.size())));
       ids->push_back(next);
+      if (s + 1 == n_steps) break;  // the last token's successor is never used
       KVARN_RETURN_IF_ERROR(model.Forward(*cache, seq, &next, 1, fo, &o));
+      next = int32_t(Argmax(o.logits.data(), int(o.logits.size())));
     }
     return Status::Ok();
   };
@@ -244,7 +259,6 @@ Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int
 Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, int n_steps,
                       const std::vector<CodecSpec>& codecs, int n_threads,
                       std::vector<GenerationResult>* results) {
-  if (prompt.empty()) return InvalidArgument("empty generation prompt");
   // Sequence 0 is the exact run (f32 cache), 1..k the cache types; each in its own cache.
   std::vector<CodecSpec> specs(1);
   KVARN_RETURN_IF_ERROR(ParseCodecSpec("f32", &specs[0]));
@@ -257,37 +271,24 @@ Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, in
   std::vector<int32_t> next(k);
   for (size_t i = 0; i < k; ++i) {
     KVARN_RETURN_IF_ERROR(
-        model.CreateCache(specs[i], int(prompt.size()) + n_steps + 1, kCacheBudget, &caches[i]));
-    KVARN_RETURN_IF_ERROR(caches[i]->AddSequence(&seqs[i]));
-    // The prompt in steps of 256 tokens, as RunGeneration does (the same steps, so the same
-    // commits and the same logits).
-    ForwardOptions fo;
-    fo.n_threads = n_threads;
-    ForwardOutput o;
-    for (size_t p = 0; p < prompt.size(); p += 256) {
-      const int n = int(std::min<size_t>(256, prompt.size() - p));
-      KVARN_RETURN_IF_ERROR(model.Forward(*caches[i], seqs[i], prompt.data() + p, n, fo, &o)
-                                .WithContext(specs[i].Name()));
-    }
-    next[i] = int32_t(Argmax(o.logits.data(), int(o.logits.size())));
+        StartGeneration(model, specs[i], prompt, n_steps, n_threads, &caches[i], &seqs[i], &next[i])
+            .WithContext(specs[i].Name()));
   }
   // Greedy steps of every sequence in lockstep, up to kMaxDecodeBatch per DecodeBatch call (the
   // weights are read once per call; each item's logits are bit-identical to a lone Forward).
   std::vector<float> logits;
+  std::vector<int32_t> tokens;
   for (int s = 0; s < n_steps; ++s) {
     for (size_t i = 0; i < k; ++i) ids[i].push_back(next[i]);
     if (s + 1 == n_steps) break;  // the last token's successor is never used
     for (size_t b = 0; b < k; b += Model::kMaxDecodeBatch) {
       const size_t e = std::min(k, b + Model::kMaxDecodeBatch);
       std::vector<KvCache*> cs;
-      std::vector<int> ss;
-      std::vector<int32_t> ts;
-      for (size_t i = b; i < e; ++i) {
-        cs.push_back(caches[i].get());
-        ss.push_back(seqs[i]);
-        ts.push_back(next[i]);
-      }
-      KVARN_RETURN_IF_ERROR(model.DecodeBatch(cs, ss, ts, n_threads, &logits));
+      for (size_t i = b; i < e; ++i) cs.push_back(caches[i].get());
+      tokens.assign(next.begin() + ptrdiff_t(b), next.begin() + ptrdiff_t(e));
+      KVARN_RETURN_IF_ERROR(model.DecodeBatch(
+          cs, std::vector<int>(seqs.begin() + ptrdiff_t(b), seqs.begin() + ptrdiff_t(e)), tokens,
+          n_threads, &logits));
       for (size_t i = b; i < e; ++i)
         next[i] = int32_t(Argmax(logits.data() + (i - b) * size_t(V), V));
     }
