@@ -75,7 +75,8 @@ KVARN_API kvarn_status kvarn_codec_decode(const kvarn_codec* codec, const uint8_
 /* Forces the scalar reference kernels instead of SIMD (process-wide; also
  * KVARN_FORCE_REFERENCE=1 in the environment). */
 KVARN_API void kvarn_set_force_reference(int force);
-/* The SIMD target the fast kernels run on here, e.g. "AVX2". */
+/* The SIMD target the fast kernels run on here, e.g. "AVX3_DL", "AVX2", or "reference".
+ * The string stays valid until the calling thread calls this again. */
 KVARN_API const char* kvarn_simd_target(void);
 
 #ifdef __cplusplus

@@ -19,15 +19,15 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
   const KvCacheConfig& cfg = cache.config();
   const int D = cfg.head_dim, Hk = cfg.n_kv_heads, H = p.n_heads;
   if (H < 1 || H % Hk != 0)
-    return InvalidArgument("attention: " + std::to_string(H) + " query heads is not a multiple of " +
-                           std::to_string(Hk) + " KV heads");
+    return InvalidArgument("attention: " + std::to_string(H) +
+                           " query heads is not a multiple of " + std::to_string(Hk) + " KV heads");
   if (layer < 0 || layer >= cfg.n_layers)
     return InvalidArgument("attention: layer " + std::to_string(layer) + " out of range");
   if (n_q < 1 || pos0 < 0 || pos0 + n_q > view.length())
     return OutOfRange("attention: queries at positions [" + std::to_string(pos0) + ", " +
                       std::to_string(pos0 + n_q) + ") but the cache holds " +
                       std::to_string(view.length()) + " tokens");
-  if (ForceReference()) return AttendReference<float>(cache, view, layer, p, q, n_q, pos0, out);
+  if (ForceReference()) return AttendFusedReference(cache, view, layer, p, q, n_q, pos0, out);
 
   const int g = H / Hk;
   const int rows = n_q * g;
@@ -73,6 +73,7 @@ Status Attend(const KvCache& cache, const SeqView& view, int layer, const Attent
   base.layout = TileRecordLayout{D, spec.group, spec.k_bits, spec.v_bits};
   base.k_bits = spec.k_bits;
   base.v_bits = spec.v_bits;
+  base.kernel_layout = cache.kernel_layout();
   base.kind = spec.kind;
   base.row_bytes = cache.RowBytes();
 

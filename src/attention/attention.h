@@ -10,9 +10,11 @@
 // the rotated frame; scores come straight from packed codes with the per-channel K step folded
 // into the query and the per-token scale and zero into one term per token; values accumulate
 // from codes with the per-token V step folded into the probabilities; the output is
-// un-rotated once. All query heads of a KV head (and all queries of the chunk) share one pass
-// over its blocks. Long contexts are split across threads over blocks and merged with
-// log-sum-exp (SoftmaxState::Merge).
+// un-rotated once. For tile records both folded operands are quantized (query to int8,
+// probabilities to uint8, per tile and row) and the dot products run on integers
+// (int_path.h, docs/attention.md). All query heads of a KV head (and all queries of the chunk)
+// share one pass over its blocks. Long contexts are split across threads over blocks and merged
+// with log-sum-exp (SoftmaxState::Merge).
 #pragma once
 
 #include "cache/kv_cache.h"
@@ -30,10 +32,17 @@ struct AttentionParams {
 Status Attend(const KvCache& cache, const SeqView& view, int layer, const AttentionParams& p,
               const float* q, int n_q, int pos0, float* out);
 
-// Readable reference: decodes every block with the codec (model frame) and attends in T
-// (double: the op tests' oracle; float: the forced-reference path).
+// The exact oracle: decodes every block with the codec (model frame) and attends in T (double:
+// the op tests' oracle; float: the naive baseline whose own error sizes float tolerances).
 template <typename T>
 Status AttendReference(const KvCache& cache, const SeqView& view, int layer,
                        const AttentionParams& p, const float* q, int n_q, int pos0, float* out);
+
+// The fused path's arithmetic as readable scalar loops (attention_fused_ref.cc): tile records
+// through the integer-domain path of int_path.h, fp16 blocks and rows in float, block by block.
+// This is what KVARN_FORCE_REFERENCE runs.
+Status AttendFusedReference(const KvCache& cache, const SeqView& view, int layer,
+                            const AttentionParams& p, const float* q, int n_q, int pos0,
+                            float* out);
 
 }  // namespace kvarn

@@ -19,6 +19,7 @@ Status GatherContext(const KvCache& cache, const SeqView& view, int layer, int h
   k->assign(size_t(view.length()) * D, 0.0f);
   v->assign(size_t(view.length()) * D, 0.0f);
   std::vector<float> kb(size_t(G) * D), vb(size_t(G) * D);
+  std::vector<uint8_t> rec(cache.RecordBytes());
   for (int b = 0; b < view.n_blocks(); ++b) {
     const int len = view.block_len(b);
     const size_t off = size_t(b) * G * D;
@@ -37,9 +38,9 @@ Status GatherContext(const KvCache& cache, const SeqView& view, int layer, int h
         break;
       }
       case BlockKind::kRecord: {
-        const uint8_t* rec = view.Record(b, layer, head);
-        KVARN_RETURN_IF_ERROR(codec.Decode(rec, cache.RecordBytes(), G, kb.data(), vb.data(),
-                                           Frame::kModel));
+        view.ReferenceRecord(b, layer, head, rec.data());
+        KVARN_RETURN_IF_ERROR(
+            codec.Decode(rec.data(), rec.size(), G, kb.data(), vb.data(), Frame::kModel));
         break;
       }
       case BlockKind::kRows: {
@@ -100,9 +101,9 @@ Status AttendReference(const KvCache& cache, const SeqView& view, int layer,
   return Status::Ok();
 }
 
-template Status AttendReference<float>(const KvCache&, const SeqView&, int,
-                                       const AttentionParams&, const float*, int, int, float*);
-template Status AttendReference<double>(const KvCache&, const SeqView&, int,
-                                        const AttentionParams&, const float*, int, int, float*);
+template Status AttendReference<float>(const KvCache&, const SeqView&, int, const AttentionParams&,
+                                       const float*, int, int, float*);
+template Status AttendReference<double>(const KvCache&, const SeqView&, int, const AttentionParams&,
+                                        const float*, int, int, float*);
 
 }  // namespace kvarn

@@ -9,9 +9,9 @@
 namespace kvarn {
 
 struct SoftmaxState {
-  float m = -INFINITY;    // max score seen; -inf: no key yet
-  float l = 0.0f;         // sum of exp(score - m)
-  std::vector<float> acc; // [D] sum of exp(score - m) * v
+  float m = -INFINITY;     // max score seen; -inf: no key yet
+  float l = 0.0f;          // sum of exp(score - m)
+  std::vector<float> acc;  // [D] sum of exp(score - m) * v
 
   explicit SoftmaxState(int D = 0) : acc(size_t(D), 0.0f) {}
 

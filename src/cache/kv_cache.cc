@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "quant/kernel_layout.h"
+
 namespace kvarn {
 namespace {
 
@@ -27,6 +29,14 @@ const f16_t* SeqView::F16V(int b, int layer, int head) const {
 const uint8_t* SeqView::Record(int b, int layer, int head) const {
   const auto& c = cache_->config_;
   return blocks_[size_t(b)].data + (size_t(layer) * c.n_kv_heads + head) * cache_->record_bytes_;
+}
+void SeqView::ReferenceRecord(int b, int layer, int head, uint8_t* out) const {
+  const uint8_t* rec = Record(b, layer, head);
+  if (cache_->kernel_layout_) {
+    FromKernelLayout(cache_->shape_.layout(), rec, out);
+  } else {
+    std::memcpy(out, rec, cache_->record_bytes_);
+  }
 }
 const uint8_t* SeqView::RowsK(int b, int layer, int head) const {
   const auto& c = cache_->config_;
@@ -63,6 +73,8 @@ Status KvCache::Create(const KvCacheConfig& config, std::unique_ptr<KvCache>* ou
     c->shape_ = TileShape{config.head_dim, spec.group, spec.k_bits, spec.v_bits,
                           spec.effective_iters(), spec.rotate};
     c->record_bytes_ = c->codec_->RecordBytes(spec.group);
+    c->kernel_layout_ = KernelLayoutSupported(c->shape_.layout());
+    if (c->kernel_layout_) c->encode_scratch_.resize(c->record_bytes_);
   } else {
     if (config.per_token_block < 1 || config.per_token_block > 4096)
       return InvalidArgument("KV cache: per_token_block " +
@@ -178,7 +190,12 @@ Status KvCache::EncodeBlock(Sequence& s, int b) {
   for (int l = 0; l < L; ++l) {
     for (int h = 0; h < H; ++h) {
       const size_t i = size_t(l) * H + h;
-      EncodeTile(shape_, k + i * tile, v + i * tile, rec + i * record_bytes_, nullptr);
+      if (kernel_layout_) {
+        EncodeTile(shape_, k + i * tile, v + i * tile, encode_scratch_.data(), nullptr);
+        ToKernelLayout(shape_.layout(), encode_scratch_.data(), rec + i * record_bytes_);
+      } else {
+        EncodeTile(shape_, k + i * tile, v + i * tile, rec + i * record_bytes_, nullptr);
+      }
     }
   }
   Release(BlockKind::kF16, src.data);
@@ -364,7 +381,8 @@ Status KvCache::View(int seq, SeqView* out) const {
 CacheStats KvCache::Stats() const {
   CacheStats st;
   st.budget = config_.byte_budget;
-  st.scratch_bytes = stage_f16_.capacity() * sizeof(f16_t) + stage_rows_.capacity();
+  st.scratch_bytes = stage_f16_.capacity() * sizeof(f16_t) + stage_rows_.capacity() +
+                     encode_scratch_.capacity();
   for (const Sequence& s : seqs_) {
     if (!s.live) continue;
     st.tokens += s.length;

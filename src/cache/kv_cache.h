@@ -87,8 +87,12 @@ class SeqView {
   // rotates.
   const f16_t* F16K(int b, int layer, int head) const;
   const f16_t* F16V(int b, int layer, int head) const;
-  // Tile record of (layer, head) in block b (kind kRecord).
+  // Tile record of (layer, head) in block b (kind kRecord), as stored: in the kernel layout
+  // (quant/kernel_layout.h) when KvCache::kernel_layout(), else in the reference layout.
   const uint8_t* Record(int b, int layer, int head) const;
+  // The same record in the reference layout (record.h), what Codec::Decode reads:
+  // out [KvCache::RecordBytes()].
+  void ReferenceRecord(int b, int layer, int head, uint8_t* out) const;
   // Per-token rows of (layer, head) in block b (kind kRows): [G][row_bytes].
   const uint8_t* RowsK(int b, int layer, int head) const;
   const uint8_t* RowsV(int b, int layer, int head) const;
@@ -113,6 +117,9 @@ class KvCache {
   int block_tokens() const { return G_; }
   // Whether stored K/V (fp16 blocks and records) are in the Hadamard-rotated frame.
   bool rotated() const { return codec_->rotated_storage(); }
+  // Whether records are stored in the kernel layout (quant/kernel_layout.h): tile codecs whose
+  // geometry has one. The record is converted once, when its tile commits.
+  bool kernel_layout() const { return kernel_layout_; }
 
   Status AddSequence(int* seq);
   Status RemoveSequence(int seq);  // frees all its pages
@@ -173,6 +180,8 @@ class KvCache {
   int G_ = 0;
   size_t row_bytes_ = 0;     // per-token codecs: one K (or V) row
   size_t record_bytes_ = 0;  // tile codecs
+  bool kernel_layout_ = false;
+  std::vector<uint8_t> encode_scratch_;  // one reference record, before the layout conversion
   size_t used_bytes_ = 0;
   std::vector<Sequence> seqs_;
   // Staging of one Write (validated completely before anything is stored); reused, and

@@ -103,6 +103,11 @@ kvarn_status kvarn_codec_decode(const kvarn_codec* codec, const uint8_t* record,
 
 void kvarn_set_force_reference(int force) { kvarn::SetForceReference(force != 0); }
 
-const char* kvarn_simd_target(void) { return kvarn::SimdTargetName(); }
+const char* kvarn_simd_target(void) {
+  // The name lives in the calling thread's buffer until its next call (see kvarn.h).
+  thread_local std::string name;
+  name = kvarn::SimdTargetName();
+  return name.c_str();
+}
 
 }  // extern "C"

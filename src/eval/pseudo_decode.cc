@@ -34,6 +34,7 @@ Status KeySplit(const KvCache& cache, int seq, const std::vector<float>& written
   const Codec& codec = cache.codec();
   std::vector<float> kb(size_t(G) * D), vb(size_t(G) * D), ref(size_t(G) * D), got(size_t(G) * D);
   std::vector<double> em(static_cast<size_t>(G)), ed(static_cast<size_t>(G));
+  std::vector<uint8_t> rec(cache.RecordBytes());
   for (int b = pos0 / G; b * G < pos0 + n; ++b) {
     const BlockRef& blk = view.block(b);
     if (blk.kind == BlockKind::kF16) continue;  // sink or not yet encoded: no quantization
@@ -41,8 +42,9 @@ Status KeySplit(const KvCache& cache, int seq, const std::vector<float>& written
     for (int l = 0; l < L; ++l) {
       for (int h = 0; h < H; ++h) {
         if (blk.kind == BlockKind::kRecord) {
-          KVARN_RETURN_IF_ERROR(codec.Decode(view.Record(b, l, h), cache.RecordBytes(), G,
-                                             kb.data(), vb.data(), Frame::kModel));
+          view.ReferenceRecord(b, l, h, rec.data());
+          KVARN_RETURN_IF_ERROR(codec.Decode(rec.data(), rec.size(), G, kb.data(), vb.data(),
+                                             Frame::kModel));
         } else {
           for (int t = t0; t < t1; ++t)
             DequantizeRow(codec.spec().kind,

@@ -135,6 +135,7 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
     if (FindNonFinite(q.data(), n, QD, &bt, &bi))
       return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
                        ": non-finite query value " + std::to_string(q[size_t(bt) * QD + bi]));
+    if (opt.on_q) opt.on_q(l, q.data(), n);
     if (opt.on_kv) opt.on_kv(l, k.data(), v.data(), n);
     KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
     KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));

@@ -29,6 +29,8 @@ struct ForwardOptions {
   // written to the cache; may modify them. The evaluation's static schedule uses it to write
   // the exact model's K/V into the cache under test.
   std::function<void(int layer, float* k, float* v, int n)> on_kv;
+  // Called with each layer's queries ([n][H*D], post-RoPE, model frame) before attention.
+  std::function<void(int layer, const float* q, int n)> on_q;
 };
 
 struct ForwardOutput {

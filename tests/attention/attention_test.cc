@@ -1,5 +1,6 @@
-// Fused attention over every cache type against a double-precision reference that dequantizes
-// the same cache with the codec's decoder and attends (op test, spec §6.2).
+// Fused attention over the per-token cache types (f32, f16, q8_0, q4_0, q4_1: float kernels)
+// against a double-precision reference that dequantizes the same cache with the codec's decoder
+// and attends (op test, spec §6.2). Tile codecs take the integer path: attention_int_test.cc.
 // How to add a case: extend the codec list or the Combine() grid; lengths are swept inside.
 #include "attention/attention.h"
 
@@ -55,8 +56,7 @@ struct Fixture {
   }
 };
 
-class AttentionTest
-    : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
+class AttentionTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
 
 TEST_P(AttentionTest, FusedMatchesDequantizedDoubleReference) {
   const auto [codec, D, gqa] = GetParam();
@@ -112,16 +112,15 @@ TEST_P(AttentionTest, FusedMatchesDequantizedDoubleReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllCacheTypes, AttentionTest,
-    ::testing::Combine(::testing::Values("f32", "f16", "q8_0", "q4_0", "q4_1", "kvarn_k4v2_g128",
-                                         "kvarn_k2v2_g128", "kvarn_k4v4_g64", "kivi_k2v2_g128",
-                                         "hadamard_k2v2_g128", "varn_k2v2_g128"),
-                       ::testing::Values(64, 128, 256), ::testing::Values(1, 3, 6, 7)),
-    [](const auto& pi) {
-      return std::get<0>(pi.param) + "_D" + std::to_string(std::get<1>(pi.param)) + "_gqa" +
-             std::to_string(std::get<2>(pi.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllCacheTypes, AttentionTest,
+                         ::testing::Combine(::testing::Values("f32", "f16", "q8_0", "q4_0", "q4_1"),
+                                            ::testing::Values(64, 128, 256),
+                                            ::testing::Values(1, 3, 6, 7)),
+                         [](const auto& pi) {
+                           return std::get<0>(pi.param) + "_D" +
+                                  std::to_string(std::get<1>(pi.param)) + "_gqa" +
+                                  std::to_string(std::get<2>(pi.param));
+                         });
 
 }  // namespace
 }  // namespace kvarn

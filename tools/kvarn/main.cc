@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       {"tokenize", kvarn::cli::AddTokenizeCommand(app)},
       {"bench", kvarn::cli::AddBenchCommand(app)},
       {"eval", kvarn::cli::AddEvalCommand(app)},
+      {"attn-error", kvarn::cli::AddAttnErrorCommand(app)},
   };
   // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys), which CLI11
   // does not accept; map them to their long forms before parsing.
