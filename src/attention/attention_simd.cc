@@ -15,6 +15,9 @@
 #ifndef HWY_WANT_AVX3_DL
 #define HWY_WANT_AVX3_DL
 #endif
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+// The -inl.h kernels below must follow foreach_target.h (it re-includes this file per target).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,7 +27,6 @@
 #include "attention/float_kernels-inl.h"
 #include "attention/int_kernels-inl.h"
 #include "attention/int_path.h"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "quant/ggml_blocks.h"
 #include "quant/kernel_layout.h"
