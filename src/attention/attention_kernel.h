@@ -29,6 +29,8 @@ struct KernelScratch {
   std::vector<float> tm, tl, sp, zsum;  // [rows] tile max, tile sum, weight scale, zero sum
   std::vector<int32_t> acc_i;           // [parts][rows][D] integer value sums
   std::vector<float> tile;              // [3 D + 3 G] one record's scale fields as floats
+  std::vector<float> red;               // [3][rows][lanes] per-row vector sums of a tile
+  std::vector<float> red_out;           // [6][rows] their lane sums and scalar tails
   std::vector<uint8_t> kc, vc;          // [D][G], [G][D] unpacked codes (scalar path only)
 };
 

@@ -139,6 +139,18 @@ HWY_INLINE void SumsOf4(DF df, VF v0, VF v1, VF v2, VF v3, float* out) {
 #endif
 }
 
+// out[r] = sum of the lanes of the vector stored at v + r * N, for r < n: four rows per
+// horizontal reduction (the per-row reductions of a tile are deferred to here).
+void SumRows(const float* v, size_t n, float* out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t r = 0;
+  for (; r + 4 <= n; r += 4)
+    SumsOf4(df, hn::LoadU(df, v + r * N), hn::LoadU(df, v + (r + 1) * N),
+            hn::LoadU(df, v + (r + 2) * N), hn::LoadU(df, v + (r + 3) * N), out + r);
+  for (; r < n; ++r) out[r] = hn::GetLane(hn::SumOfLanes(df, hn::LoadU(df, v + r * N)));
+}
+
 // n fp16 values -> floats (n a multiple of the lane count, or a scalar tail).
 void F16ToFloats(const f16_t* in, size_t n, float* out) {
   const DF df;
@@ -163,12 +175,9 @@ TileFields LoadTile(const KernelArgs& a, KernelScratch& sc, const uint8_t* rec) 
   float* t = sc.tile.data();  // [3 D + 3 G]
   TileFields f{rec + L.k_codes(), rec + L.v_codes(), t, t + D, t + 2 * D, t + 2 * D + G,
                t + 3 * D + G,     t + 3 * D + 2 * G};
-  F16ToFloats(f16(L.a_k()), D, t);
-  F16ToFloats(f16(L.z_k()), D, t + D);
-  F16ToFloats(f16(L.tau_k()), G, t + 2 * D);
-  F16ToFloats(f16(L.gamma_v()), D, t + 2 * D + G);
-  F16ToFloats(f16(L.a_v()), G, t + 3 * D + G);
-  F16ToFloats(f16(L.z_v()), G, t + 3 * D + 2 * G);
+  // The record keeps a_K, z_K, tau_K (and gamma_V, a_V, z_V) next to each other.
+  F16ToFloats(f16(L.a_k()), 2 * D + G, t);
+  F16ToFloats(f16(L.gamma_v()), D + 2 * G, t + 2 * D + G);
   return f;
 }
 
@@ -200,6 +209,7 @@ void PrepareQueries(const KernelArgs& a, KernelScratch& sc, const TileFields& f)
   const float* HWY_RESTRICT ak = f.a_k;
   const float* HWY_RESTRICT zk = f.z_k;
   float* HWY_RESTRICT u = sc.S.data();  // [D] temporary: S is rewritten by the scores afterwards
+  float* HWY_RESTRICT red = sc.red.data();  // [2][rows][N] lane sums of z and the residuals
   for (size_t r = 0; r < rows; ++r) {
     const float* HWY_RESTRICT q = a.q + r * D;
     auto mx = hn::Zero(df);
@@ -234,11 +244,13 @@ void PrepareQueries(const KernelArgs& a, KernelScratch& sc, const TileFields& f)
         e = hn::Add(e, hn::NegMulAdd(rl, step2, rem));
       }
     }
-    float sums[4];
-    SumsOf4(df, z, e, z, e, sums);
+    hn::StoreU(z, df, red + r * N);
+    hn::StoreU(e, df, red + (rows + r) * N);
     sc.sq[r] = step;
-    sc.c0[r] = sums[0] + mid * sums[1];
   }
+  float* sums = sc.red_out.data();  // [2][rows]
+  SumRows(red, 2 * rows, sums);
+  for (size_t r = 0; r < rows; ++r) sc.c0[r] = sums[r] + mid * sums[rows + r];
 }
 
 // Scalar dot products for geometries without SIMD kernels (8-bit codes, records in the
@@ -294,6 +306,10 @@ void TileSoftmax(const KernelArgs& a, KernelScratch& sc, const TileFields& f, in
   const float* HWY_RESTRICT av = f.a_v;
   const float* HWY_RESTRICT zv = f.z_v;
   float* HWY_RESTRICT w = sc.W.data();  // [G] temporary per row
+  // Lane sums of l, z and the residuals, [3][rows][N], reduced for all rows at the end; the
+  // scalar tails (tokens past the last whole vector) in tail [3][rows].
+  float* HWY_RESTRICT red = sc.red.data();
+  float* HWY_RESTRICT tail = sc.red_out.data() + 3 * rows;
   // Every row sees the whole block when the first query does (queries are in position order).
   const bool all_visible = Visible(a, 0, base, len) == G;
   for (size_t r = 0; r < rows; ++r) {
@@ -303,79 +319,85 @@ void TileSoftmax(const KernelArgs& a, KernelScratch& sc, const TileFields& f, in
       std::memset(p8 + vis, 0, G - vis);
       if (parts == 2) std::memset(p8 + rows * G + vis, 0, G - vis);
     }
+    float l = 0.0f, z = 0.0f, es = 0.0f;
+    auto lsum = hn::Zero(df), zs = hn::Zero(df), e = hn::Zero(df);
     if (vis == 0) {
       sc.tm[r] = -INFINITY;
-      sc.tl[r] = sc.sp[r] = sc.zsum[r] = 0.0f;
-      continue;
-    }
-    const float* HWY_RESTRICT s = sc.S.data() + r * G;
-    if (vis < G) sc.tm[r] = *std::max_element(s, s + vis);
-    const float mx = sc.tm[r];
-    const auto mv = hn::Set(df, mx);
-    auto lsum = hn::Zero(df), zs = hn::Zero(df), wmax = hn::Zero(df);
-    size_t t = 0;
-    for (; t + N <= vis; t += N) {
-      const auto p = ExpNonPositive(df, hn::Sub(hn::LoadU(df, s + t), mv));
-      lsum = hn::Add(lsum, p);
-      zs = hn::MulAdd(p, hn::LoadU(df, zv + t), zs);
-      const auto wv = hn::Mul(p, hn::LoadU(df, av + t));
-      wmax = hn::Max(wmax, wv);
-      hn::StoreU(wv, df, w + t);
-    }
-    float sums[4];
-    SumsOf4(df, lsum, zs, lsum, zs, sums);
-    float l = sums[0], z = sums[1];
-    float wm = hn::GetLane(hn::MaxOfLanes(df, wmax));
-    for (; t < vis; ++t) {
-      const float p = std::exp(s[t] - mx);
-      l += p;
-      z += p * zv[t];
-      w[t] = p * av[t];
-      wm = std::max(wm, w[t]);
-    }
-    // a_V >= 0 (a step times a positive scale), so w >= 0 and max w is its largest magnitude;
-    // w * inv <= 255 (up to rounding), so the rounded bytes need no clamp.
-    const float inv = wm > 0.0f ? kWeightLevels / wm : 0.0f;
-    const float step = wm / kWeightLevels;
-    const auto invv = hn::Set(df, inv), stepv = hn::Set(df, step);
-    auto e = hn::Zero(df);
-    float es = 0.0f;
-    if (parts == 1) {
-      for (t = 0; t + N <= vis; t += N) {
-        const auto wv = hn::LoadU(df, w + t);
-        const auto rw = RoundToBytes(df, hn::Mul(wv, invv), d8, p8 + t);
-        e = hn::Add(e, hn::NegMulAdd(rw, stepv, wv));
-      }
-      es = hn::GetLane(hn::SumOfLanes(df, e));
-      for (; t < vis; ++t) {
-        const int qi = std::min(int(std::nearbyint(w[t] * inv)), 255);
-        es += w[t] - step * float(qi);
-        p8[t] = uint8_t(qi);
-      }
+      sc.sp[r] = 0.0f;
     } else {
-      // hi = floor(w / step), lo = round(remainder * 255 / step) (>= 0 up to rounding).
-      uint8_t* HWY_RESTRICT lo = p8 + rows * G;
-      const auto inv2 = hn::Set(df, inv * kWeightLevels), step2 = hn::Set(df, step / kWeightLevels);
-      for (t = 0; t + N <= vis; t += N) {
-        const auto wv = hn::LoadU(df, w + t);
-        const auto hv = RoundToBytes(df, hn::Floor(hn::Mul(wv, invv)), d8, p8 + t);
-        const auto rem = hn::NegMulAdd(hv, stepv, wv);
-        const auto lv = RoundToBytes(df, hn::Max(hn::Mul(rem, inv2), hn::Zero(df)), d8, lo + t);
-        e = hn::Add(e, hn::NegMulAdd(lv, step2, rem));
+      const float* HWY_RESTRICT s = sc.S.data() + r * G;
+      if (vis < G) sc.tm[r] = *std::max_element(s, s + vis);
+      const float mx = sc.tm[r];
+      const auto mv = hn::Set(df, mx);
+      auto wmax = hn::Zero(df);
+      size_t t = 0;
+      for (; t + N <= vis; t += N) {
+        const auto p = ExpNonPositive(df, hn::Sub(hn::LoadU(df, s + t), mv));
+        lsum = hn::Add(lsum, p);
+        zs = hn::MulAdd(p, hn::LoadU(df, zv + t), zs);
+        const auto wv = hn::Mul(p, hn::LoadU(df, av + t));
+        wmax = hn::Max(wmax, wv);
+        hn::StoreU(wv, df, w + t);
       }
-      es = hn::GetLane(hn::SumOfLanes(df, e));
+      float wm = hn::GetLane(hn::MaxOfLanes(df, wmax));
       for (; t < vis; ++t) {
-        const float hf = std::floor(w[t] * inv);
-        const float rem = w[t] - step * hf;
-        const float lf = std::nearbyint(std::max(rem * inv * kWeightLevels, 0.0f));
-        es += rem - step / kWeightLevels * lf;
-        p8[t] = uint8_t(hf);
-        lo[t] = uint8_t(lf);
+        const float p = std::exp(s[t] - mx);
+        l += p;
+        z += p * zv[t];
+        w[t] = p * av[t];
+        wm = std::max(wm, w[t]);
       }
+      // a_V >= 0 (a step times a positive scale), so w >= 0 and max w is its largest magnitude;
+      // w * inv <= 255 (up to rounding), so the rounded bytes need no clamp.
+      const float inv = wm > 0.0f ? kWeightLevels / wm : 0.0f;
+      const float step = wm / kWeightLevels;
+      const auto invv = hn::Set(df, inv), stepv = hn::Set(df, step);
+      if (parts == 1) {
+        for (t = 0; t + N <= vis; t += N) {
+          const auto wv = hn::LoadU(df, w + t);
+          const auto rw = RoundToBytes(df, hn::Mul(wv, invv), d8, p8 + t);
+          e = hn::Add(e, hn::NegMulAdd(rw, stepv, wv));
+        }
+        for (; t < vis; ++t) {
+          const int qi = std::min(int(std::nearbyint(w[t] * inv)), 255);
+          es += w[t] - step * float(qi);
+          p8[t] = uint8_t(qi);
+        }
+      } else {
+        // hi = floor(w / step), lo = round(remainder * 255 / step) (>= 0 up to rounding).
+        uint8_t* HWY_RESTRICT lo = p8 + rows * G;
+        const auto inv2 = hn::Set(df, inv * kWeightLevels);
+        const auto step2 = hn::Set(df, step / kWeightLevels);
+        for (t = 0; t + N <= vis; t += N) {
+          const auto wv = hn::LoadU(df, w + t);
+          const auto hv = RoundToBytes(df, hn::Floor(hn::Mul(wv, invv)), d8, p8 + t);
+          const auto rem = hn::NegMulAdd(hv, stepv, wv);
+          const auto lv = RoundToBytes(df, hn::Max(hn::Mul(rem, inv2), hn::Zero(df)), d8, lo + t);
+          e = hn::Add(e, hn::NegMulAdd(lv, step2, rem));
+        }
+        for (; t < vis; ++t) {
+          const float hf = std::floor(w[t] * inv);
+          const float rem = w[t] - step * hf;
+          const float lf = std::nearbyint(std::max(rem * inv * kWeightLevels, 0.0f));
+          es += rem - step / kWeightLevels * lf;
+          p8[t] = uint8_t(hf);
+          lo[t] = uint8_t(lf);
+        }
+      }
+      sc.sp[r] = step;
     }
-    sc.tl[r] = l;
-    sc.sp[r] = step;
-    sc.zsum[r] = z + mid * es;
+    hn::StoreU(lsum, df, red + r * N);
+    hn::StoreU(zs, df, red + (rows + r) * N);
+    hn::StoreU(e, df, red + (2 * rows + r) * N);
+    tail[r] = l;
+    tail[rows + r] = z;
+    tail[2 * rows + r] = es;
+  }
+  float* sums = sc.red_out.data();  // [3][rows]
+  SumRows(red, 3 * rows, sums);
+  for (size_t r = 0; r < rows; ++r) {
+    sc.tl[r] = sums[r] + tail[r];
+    sc.zsum[r] = sums[rows + r] + tail[rows + r] + mid * (sums[2 * rows + r] + tail[2 * rows + r]);
   }
 }
 
@@ -457,6 +479,8 @@ void AttendRangeT(const KernelArgs& a) {
   sc.zsum.resize(rows);
   sc.acc_i.resize(2 * rows * D);
   sc.tile.resize(3 * D + 3 * G);
+  sc.red.resize(3 * rows * hn::Lanes(DF()));
+  sc.red_out.resize(6 * rows);
   if (!a.kernel_layout || a.k_bits == 8 || a.v_bits == 8) {
     sc.kc.resize(D * G);
     sc.vc.resize(D * G);

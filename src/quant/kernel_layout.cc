@@ -40,103 +40,165 @@ bool KernelLayoutSupported(const TileRecordLayout& L) {
          L.head_dim > 0 && L.head_dim % 16 == 0;
 }
 
-// Codes are moved through an unpacked byte array (one code per byte): the loops over the
-// kernel blocks then need no division per code. One tile costs a few times G*D byte moves.
+// Codes are moved through an unpacked byte array (one code per byte); each packed byte is
+// assembled in a register and written once. Bits are compile-time constants so the inner loops
+// have no division. One D=128 tile costs a few microseconds.
 namespace {
 
-// Unpacks the reference K field to codes[d][t] and V to codes[t][d] (one byte each).
-void UnpackRef(const TileRecordLayout& L, const uint8_t* rec, uint8_t* kc, uint8_t* vc) {
-  const unsigned mk = (1u << L.k_bits) - 1u, mv = (1u << L.v_bits) - 1u;
-  const uint8_t* k = rec + L.k_codes();
-  for (size_t i = 0; i < size_t(L.head_dim) * size_t(L.group); ++i)
-    kc[i] = uint8_t((k[i * size_t(L.k_bits) / 8] >> ((i * size_t(L.k_bits)) % 8)) & mk);
-  const uint8_t* v = rec + L.v_codes();
-  for (size_t i = 0; i < size_t(L.head_dim) * size_t(L.group); ++i)
-    vc[i] = uint8_t((v[i * size_t(L.v_bits) / 8] >> ((i * size_t(L.v_bits)) % 8)) & mv);
+template <int b>
+void UnpackBytes(const uint8_t* in, size_t n, uint8_t* out) {  // n codes, little-endian fields
+  constexpr int per = 8 / b;
+  constexpr unsigned mask = (1u << b) - 1u;
+  for (size_t i = 0; i < n / per; ++i)
+    for (int k = 0; k < per; ++k) out[i * per + size_t(k)] = uint8_t((in[i] >> (b * k)) & mask);
+}
+template <int b>
+void PackBytes(const uint8_t* in, size_t n, uint8_t* out) {
+  constexpr int per = 8 / b;
+  for (size_t i = 0; i < n / per; ++i) {
+    unsigned x = 0;
+    for (int k = 0; k < per; ++k) x |= unsigned(in[i * per + size_t(k)]) << (b * k);
+    out[i] = uint8_t(x);
+  }
 }
 
-void PackRef(const TileRecordLayout& L, const uint8_t* kc, const uint8_t* vc, uint8_t* rec) {
-  uint8_t* k = rec + L.k_codes();
-  std::memset(k, 0, L.k_codes_bytes());
-  for (size_t i = 0; i < size_t(L.head_dim) * size_t(L.group); ++i)
-    k[i * size_t(L.k_bits) / 8] |= uint8_t(kc[i] << ((i * size_t(L.k_bits)) % 8));
-  uint8_t* v = rec + L.v_codes();
-  std::memset(v, 0, L.v_codes_bytes());
-  for (size_t i = 0; i < size_t(L.head_dim) * size_t(L.group); ++i)
-    v[i * size_t(L.v_bits) / 8] |= uint8_t(vc[i] << ((i * size_t(L.v_bits)) % 8));
+// The kernel K field <-> codes kc [D][G]; to_kernel selects the direction.
+template <int b, bool to_kernel>
+void KernelK(const TileRecordLayout& L, uint8_t* kc, uint8_t* field) {
+  constexpr int per = 8 / b, C = 4 * per;
+  constexpr unsigned mask = (1u << b) - 1u;
+  const size_t D = size_t(L.head_dim), G = size_t(L.group);
+  uint8_t* out = field;
+  for (size_t tg = 0; tg < G / 16; ++tg) {
+    for (size_t cg = 0; cg < D / C; ++cg) {
+      for (size_t j = 0; j < 16; ++j) {
+        for (size_t i = 0; i < 4; ++i, ++out) {
+          uint8_t* col = kc + (cg * C + i) * G + tg * 16 + j;  // channel cg*C + i, token
+          if constexpr (to_kernel) {
+            unsigned x = 0;
+            for (int k = 0; k < per; ++k) x |= unsigned(col[size_t(4 * k) * G]) << (b * k);
+            *out = uint8_t(x);
+          } else {
+            for (int k = 0; k < per; ++k)
+              col[size_t(4 * k) * G] = uint8_t((*out >> (b * k)) & mask);
+          }
+        }
+      }
+    }
+  }
 }
 
-// Visits every code position of the kernel layout in storage order:
-// f(byte offset in the field, bit shift, row, column) with (row, column) = (d, t) for K
-// and (t, d) for V, i.e. the index into the unpacked arrays of UnpackRef.
-template <class F>
-void ForEachKernelK(const TileRecordLayout& L, F&& f) {
-  const int b = L.k_bits, per = 8 / b, C = 4 * per, D = L.head_dim, G = L.group;
-  size_t byte = 0;
-  for (int tg = 0; tg < G / 16; ++tg)
-    for (int cg = 0; cg < D / C; ++cg, byte += 64)
-      for (int j = 0; j < 16; ++j)
-        for (int i = 0; i < 4; ++i)
-          for (int k = 0; k < per; ++k)
-            f(byte + size_t(4 * j + i), b * k, cg * C + 4 * k + i, tg * 16 + j);
-}
-template <class F>
-void ForEachKernelV(const TileRecordLayout& L, F&& f) {
-  const int b = L.v_bits, per = 8 / b, T = 4 * per, D = L.head_dim, G = L.group;
-  size_t byte = 0;
-  for (int tg = 0; tg < G / T; ++tg)
-    for (int cg = 0; cg < D / 16; ++cg, byte += 64)
-      for (int j = 0; j < 16; ++j)
-        for (int i = 0; i < 4; ++i)
-          for (int k = 0; k < per; ++k)
-            f(byte + size_t(4 * j + i), b * k, tg * T + 4 * k + i, cg * 16 + j);
+// The kernel V field <-> codes vc [G][D].
+template <int b, bool to_kernel>
+void KernelV(const TileRecordLayout& L, uint8_t* vc, uint8_t* field) {
+  constexpr int per = 8 / b, T = 4 * per;
+  constexpr unsigned mask = (1u << b) - 1u;
+  const size_t D = size_t(L.head_dim), G = size_t(L.group);
+  uint8_t* out = field;
+  for (size_t tg = 0; tg < G / T; ++tg) {
+    for (size_t cg = 0; cg < D / 16; ++cg) {
+      for (size_t j = 0; j < 16; ++j) {
+        for (size_t i = 0; i < 4; ++i, ++out) {
+          uint8_t* row = vc + (tg * T + i) * D + cg * 16 + j;  // token tg*T + i, channel
+          if constexpr (to_kernel) {
+            unsigned x = 0;
+            for (int k = 0; k < per; ++k) x |= unsigned(row[size_t(4 * k) * D]) << (b * k);
+            *out = uint8_t(x);
+          } else {
+            for (int k = 0; k < per; ++k)
+              row[size_t(4 * k) * D] = uint8_t((*out >> (b * k)) & mask);
+          }
+        }
+      }
+    }
+  }
 }
 
-struct Unpacked {
-  std::vector<uint8_t> k, v;  // [D][G], [G][D]
-  explicit Unpacked(const TileRecordLayout& L)
-      : k(size_t(L.head_dim) * size_t(L.group)), v(k.size()) {}
-};
+template <bool to_kernel>
+void KernelK(const TileRecordLayout& L, uint8_t* kc, uint8_t* field) {
+  switch (L.k_bits) {
+    case 2:
+      return KernelK<2, to_kernel>(L, kc, field);
+    case 4:
+      return KernelK<4, to_kernel>(L, kc, field);
+    default:
+      return KernelK<8, to_kernel>(L, kc, field);
+  }
+}
+template <bool to_kernel>
+void KernelV(const TileRecordLayout& L, uint8_t* vc, uint8_t* field) {
+  switch (L.v_bits) {
+    case 2:
+      return KernelV<2, to_kernel>(L, vc, field);
+    case 4:
+      return KernelV<4, to_kernel>(L, vc, field);
+    default:
+      return KernelV<8, to_kernel>(L, vc, field);
+  }
+}
+
+void Unpack(int bits, const uint8_t* in, size_t n, uint8_t* out) {
+  switch (bits) {
+    case 2:
+      return UnpackBytes<2>(in, n, out);
+    case 4:
+      return UnpackBytes<4>(in, n, out);
+    default:
+      return UnpackBytes<8>(in, n, out);
+  }
+}
+void Pack(int bits, const uint8_t* in, size_t n, uint8_t* out) {
+  switch (bits) {
+    case 2:
+      return PackBytes<2>(in, n, out);
+    case 4:
+      return PackBytes<4>(in, n, out);
+    default:
+      return PackBytes<8>(in, n, out);
+  }
+}
+
+// Per-thread scratch of n bytes (two buffers: K and V codes).
+uint8_t* Scratch(int which, size_t n) {
+  thread_local std::vector<uint8_t> buf[2];
+  if (buf[which].size() < n) buf[which].resize(n);
+  return buf[which].data();
+}
 
 }  // namespace
 
 void ToKernelLayout(const TileRecordLayout& L, const uint8_t* rec, uint8_t* out) {
-  Unpacked u(L);
-  UnpackRef(L, rec, u.k.data(), u.v.data());
+  const size_t n = size_t(L.head_dim) * size_t(L.group);
+  uint8_t* kc = Scratch(0, n);
+  uint8_t* vc = Scratch(1, n);
+  Unpack(L.k_bits, rec + L.k_codes(), n, kc);
+  Unpack(L.v_bits, rec + L.v_codes(), n, vc);
   std::memcpy(out, rec, L.bytes());  // scale fields; code fields are rewritten below
-  const size_t G = size_t(L.group), D = size_t(L.head_dim);
-  uint8_t* k = out + L.k_codes();
-  std::memset(k, 0, L.k_codes_bytes());
-  ForEachKernelK(L, [&](size_t byte, int shift, int d, int t) {
-    k[byte] |= uint8_t(u.k[size_t(d) * G + size_t(t)] << shift);
-  });
-  uint8_t* v = out + L.v_codes();
-  std::memset(v, 0, L.v_codes_bytes());
-  ForEachKernelV(L, [&](size_t byte, int shift, int t, int d) {
-    v[byte] |= uint8_t(u.v[size_t(t) * D + size_t(d)] << shift);
-  });
+  KernelK<true>(L, kc, out + L.k_codes());
+  KernelV<true>(L, vc, out + L.v_codes());
 }
 
 void FromKernelLayout(const TileRecordLayout& L, const uint8_t* kernel, uint8_t* out) {
-  Unpacked u(L);
-  UnpackRecordCodes(L, kernel, /*kernel=*/true, u.k.data(), u.v.data());
+  const size_t n = size_t(L.head_dim) * size_t(L.group);
+  uint8_t* kc = Scratch(0, n);
+  uint8_t* vc = Scratch(1, n);
+  UnpackRecordCodes(L, kernel, /*kernel=*/true, kc, vc);
   std::memcpy(out, kernel, L.bytes());
-  PackRef(L, u.k.data(), u.v.data(), out);
+  Pack(L.k_bits, kc, n, out + L.k_codes());
+  Pack(L.v_bits, vc, n, out + L.v_codes());
 }
 
 void UnpackRecordCodes(const TileRecordLayout& L, const uint8_t* rec, bool kernel, uint8_t* kc,
                        uint8_t* vc) {
-  if (!kernel) return UnpackRef(L, rec, kc, vc);
-  const size_t G = size_t(L.group), D = size_t(L.head_dim);
-  const unsigned mk = (1u << L.k_bits) - 1u, mv = (1u << L.v_bits) - 1u;
-  const uint8_t* k = rec + L.k_codes();
-  ForEachKernelK(L, [&](size_t byte, int shift, int d, int t) {
-    kc[size_t(d) * G + size_t(t)] = uint8_t((k[byte] >> shift) & mk);
-  });
-  const uint8_t* v = rec + L.v_codes();
-  ForEachKernelV(L, [&](size_t byte, int shift, int t, int d) {
-    vc[size_t(t) * D + size_t(d)] = uint8_t((v[byte] >> shift) & mv);
-  });
+  const size_t n = size_t(L.head_dim) * size_t(L.group);
+  if (!kernel) {
+    Unpack(L.k_bits, rec + L.k_codes(), n, kc);
+    Unpack(L.v_bits, rec + L.v_codes(), n, vc);
+    return;
+  }
+  // The unpacking direction only reads the field.
+  KernelK<false>(L, kc, const_cast<uint8_t*>(rec + L.k_codes()));
+  KernelV<false>(L, vc, const_cast<uint8_t*>(rec + L.v_codes()));
 }
 
 unsigned KernelKCode(const TileRecordLayout& L, const uint8_t* kernel, int d, int t) {
