@@ -27,6 +27,7 @@
 #include "attention/float_kernels-inl.h"
 #include "attention/int_kernels-inl.h"
 #include "attention/int_path.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "quant/ggml_blocks.h"
 #include "quant/kernel_layout.h"
@@ -490,6 +491,15 @@ void AttendRangeT(const KernelArgs& a) {
 
   for (int b = a.block_begin; b < a.block_end; ++b) {
     const size_t len = size_t(view.block_len(b));
+    // The next record of this (layer, head) lives in another page: the hardware prefetcher
+    // does not follow the jump, and a tile starts by reading its scale fields, far into the
+    // record. Fetching the next record during this one hides the memory latency (one tile of
+    // work is about the time its bytes take to stream).
+    if (b + 1 < a.block_end && view.block(b + 1).kind == BlockKind::kRecord) {
+      const uint8_t* next = view.Record(b + 1, a.layer, a.kv_head);
+      const size_t bytes = a.layout.bytes();
+      for (size_t off = 0; off < bytes; off += 64) hwy::Prefetch(next + off);
+    }
     switch (view.block(b).kind) {
       case BlockKind::kRecord:
         RecordBlock(a, sc, b, len);

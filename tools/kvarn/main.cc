@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
   bool force_ref = false;
   app.add_flag("--force-reference", force_ref,
                "use the scalar reference kernels instead of SIMD (also KVARN_FORCE_REFERENCE=1)");
+  std::string simd;
+  app.add_option("--simd", simd,
+                 "force a SIMD level: best, avx3_dl, avx3, avx2, sse4, ssse3, emu128, scalar, "
+                 "reference (also KVARN_SIMD=...; default: the CPU's best)");
   const std::pair<const char*, kvarn::cli::Runner> commands[] = {
       {"codec", kvarn::cli::AddCodecCommand(app)},
       {"run", kvarn::cli::AddRunCommand(app)},
@@ -36,6 +40,13 @@ int main(int argc, char** argv) {
   std::vector<char*> av;
   for (std::string& a : args) av.push_back(a.data());
   CLI11_PARSE(app, int(av.size()), av.data());
+  if (!simd.empty()) {
+    const kvarn::Status st = kvarn::SetSimdLevel(simd);
+    if (!st.ok()) {
+      std::fprintf(stderr, "kvarn: --simd %s: %s\n", simd.c_str(), st.message().c_str());
+      return 2;
+    }
+  }
   if (force_ref) kvarn::SetForceReference(true);
   for (const auto& [name, runner] : commands)
     if (app.got_subcommand(name)) return runner();
