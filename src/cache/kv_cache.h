@@ -159,6 +159,10 @@ class KvCache {
   // Bytes of a block's image: a record page whole; an fp16 or rows block as the first
   // `tokens` rows of each (plane, layer, head) in page order (the whole page when full).
   size_t BlockImageBytes(const BlockImage& b) const;
+  // Encodes now the blocks the commit rule would encode at seq's next BeginStep (complete
+  // non-sink blocks of earlier steps), so a saved sequence holds them as records. The
+  // sequence continues exactly as it would have; it only can no longer be truncated into them.
+  Status EncodeCommitted(int seq);
   // The blocks of seq, in order (outside a step).
   Status ExportBlocks(int seq, std::vector<BlockImage>* blocks) const;
   // Copies the image of block b (size must be BlockImageBytes of that block) into dst.

@@ -41,6 +41,22 @@ size_t KvCache::BlockImageBytes(const BlockImage& b) const {
   return 0;
 }
 
+Status KvCache::EncodeCommitted(int seq) {
+  KVARN_RETURN_IF_ERROR(CheckSeq(seq));
+  Sequence& s = seqs_[size_t(seq)];
+  if (s.step_begin >= 0)
+    return InvalidArgument("KV cache: EncodeCommitted of sequence " + std::to_string(seq) +
+                           " inside an open step");
+  if (!config_.codec.is_tile()) return Status::Ok();
+  // The first half of BeginStep (kv_cache.cc), on its own.
+  const int complete = s.committed / G_;
+  for (int b = std::max(s.encoded_blocks, 1); b < complete; ++b) {
+    KVARN_RETURN_IF_ERROR(EncodeBlock(s, b));
+    s.encoded_blocks = b + 1;
+  }
+  return Status::Ok();
+}
+
 Status KvCache::ExportBlocks(int seq, std::vector<BlockImage>* blocks) const {
   KVARN_RETURN_IF_ERROR(CheckSeq(seq));
   const Sequence& s = seqs_[size_t(seq)];

@@ -214,10 +214,10 @@ SessionHeader DescribeCache(const KvCache& cache, const ModelIdentity& model) {
 
 // ------------------------------------------------------------------ writing
 
-Status WriteSession(const std::string& path, const ModelIdentity& model, const KvCache& cache,
-                    int seq, const std::vector<int32_t>& tokens, const float* logits) {
+Status WriteSession(const std::string& path, const ModelIdentity& model, KvCache& cache, int seq,
+                    const std::vector<int32_t>& tokens, const float* logits) {
   std::vector<KvCache::BlockImage> blocks;
-  KVARN_RETURN_IF_ERROR(cache.ExportBlocks(seq, &blocks));
+  KVARN_RETURN_IF_ERROR(cache.ExportBlocks(seq, &blocks));  // checks seq and the step first
   const KvCacheConfig& cfg = cache.config();
   if (cfg.n_layers != model.n_layers || cfg.n_kv_heads != model.n_kv_heads ||
       cfg.head_dim != model.head_dim)
@@ -241,6 +241,10 @@ Status WriteSession(const std::string& path, const ModelIdentity& model, const K
                            Num(SessionHeader::kMaxString) + " bytes");
   if (model.n_vocab < 1 || uint32_t(model.n_vocab) > SessionHeader::kMaxVocab)
     return InvalidArgument("session: vocabulary of " + std::to_string(model.n_vocab));
+
+  const Status encoded = cache.EncodeCommitted(seq);
+  if (!encoded.ok() && encoded.code() != StatusCode::kOutOfMemory) return encoded;
+  KVARN_RETURN_IF_ERROR(cache.ExportBlocks(seq, &blocks));
 
   const SessionHeader d = DescribeCache(cache, model);
   Writer w;

@@ -81,10 +81,12 @@ std::unique_ptr<ByteSource> MemorySource(const uint8_t* data, size_t size, std::
 SessionHeader DescribeCache(const KvCache& cache, const ModelIdentity& model);
 
 // Writes seq of cache (which holds exactly `tokens`) and, if not null, the logits [n_vocab]
-// that followed its last token. The file appears atomically (written to a temporary beside
-// it, then renamed): a failure never leaves a partial file at path.
-Status WriteSession(const std::string& path, const ModelIdentity& model, const KvCache& cache,
-                    int seq, const std::vector<int32_t>& tokens, const float* logits);
+// that followed its last token. Blocks the next step would encode are encoded first
+// (KvCache::EncodeCommitted; skipped if the byte budget has no room for a record), so the file
+// holds records wherever the cache's continuation will. The file appears atomically (written
+// to a temporary beside it, then renamed): a failure never leaves a partial file at path.
+Status WriteSession(const std::string& path, const ModelIdentity& model, KvCache& cache, int seq,
+                    const std::vector<int32_t>& tokens, const float* logits);
 
 // Reads and validates the header (its own consistency, its checksum, and that the file size
 // is exactly the header plus the block images it lists).

@@ -111,6 +111,27 @@ TEST(KvCachePages, RoundTripContinuesIdentically) {
   }
 }
 
+// Encoding committed blocks early (what a session save does) changes nothing the sequence
+// will hold: the next step would have encoded the same blocks from the same fp16 pages.
+TEST(KvCachePages, EncodeCommittedIsTheNextStepsCommitDoneEarly) {
+  for (int prefill : {100, 200, 256}) {
+    std::unique_ptr<KvCache> a, b;
+    ASSERT_TRUE(KvCache::Create(Config("kvarn_k4v2_g64", 2, 2, 64), &a).ok());
+    ASSERT_TRUE(KvCache::Create(Config("kvarn_k4v2_g64", 2, 2, 64), &b).ok());
+    int sa = 0, sb = 0;
+    ASSERT_TRUE(a->AddSequence(&sa).ok());
+    ASSERT_TRUE(b->AddSequence(&sb).ok());
+    Step(*a, sa, prefill);
+    Step(*b, sb, prefill);
+    ASSERT_EQ(a->EncodedTokens(sa), 0);
+    ASSERT_TRUE(a->EncodeCommitted(sa).ok());
+    EXPECT_EQ(a->EncodedTokens(sa), (prefill / 64 - 1) * 64) << prefill;
+    Step(*a, sa, 1);
+    Step(*b, sb, 1);
+    ExpectSameState(*a, sa, *b, sb, "after the next step");
+  }
+}
+
 // A prefix of a sequence: its kept blocks are restored (a partial last block from a longer
 // image), and it continues like the original truncated to the same length.
 TEST(KvCachePages, PrefixImportEqualsTruncation) {
