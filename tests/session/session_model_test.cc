@@ -94,8 +94,8 @@ std::unique_ptr<Model> SessionModelTest::model_;
 std::vector<int32_t> SessionModelTest::tokens_;
 
 TEST_F(SessionModelTest, RestoreAndContinueIsBitIdentical) {
-  // One uninterrupted run saves at every save point; each file is then restored into a fresh
-  // cache and continued with the rest of the same schedule.
+  // A saving run stores a file at every save point; each file is restored into a fresh cache,
+  // continued with the rest of the schedule and compared with a run that never saved.
 #ifdef KVARN_SANITIZER_BUILD
   const std::vector<int> chunks = {128, 122};  // save points: 250
   const int decode_steps = 8;                  // crosses the commit at query 256
