@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@ namespace {
 struct RunOptions {
   ModelFlags model;
   std::string prompt = "What is the capital of France?";
+  std::string prompt_file;  // -f: the prompt from a file, byte for byte
   int n_predict = 128;
   bool chat = false;
   std::string system;
@@ -57,6 +60,11 @@ int Run(RunOptions o) {
   std::unique_ptr<Sampler> sampler;
   if (!(st = Sampler::Create(o.sampler, &sampler)).ok()) return Fail(st);
 
+  if (!o.prompt_file.empty()) {
+    std::ifstream in(o.prompt_file, std::ios::binary);
+    if (!in) return Fail(IoError(o.prompt_file + ": cannot open"));
+    o.prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   std::vector<int32_t> ids;
   if (o.chat) {
     std::vector<ChatMessage> msgs;
@@ -183,6 +191,7 @@ Runner AddRunCommand(CLI::App& app) {
   CLI::App* c = app.add_subcommand("run", "generate text from a prompt");
   AddModelFlags(c, &o->model, "kvarn_k4v2_g128");
   c->add_option("-p,--prompt", o->prompt, "prompt text");
+  c->add_option("-f,--file", o->prompt_file, "a file containing the prompt (instead of -p)");
   c->add_option("-n,--n-predict", o->n_predict, "tokens to generate")
       ->check(CLI::Range(0, 1 << 22));
   c->add_flag("--chat,--conversation", o->chat, "wrap the prompt in the model's chat template");
