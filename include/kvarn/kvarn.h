@@ -96,9 +96,8 @@ KVARN_API size_t kvarn_codec_record_bytes(const kvarn_codec* codec, int n_tokens
 
 /* Encodes k, v [n_tokens][head_dim] (model frame, finite) into record (record_size bytes).
  * NaN, Inf, or values that overflow fp16 after rotation give KVARN_ERR_NON_FINITE. */
-KVARN_API kvarn_status kvarn_codec_encode(const kvarn_codec* codec, const float* k,
-                                          const float* v, int n_tokens, uint8_t* record,
-                                          size_t record_size);
+KVARN_API kvarn_status kvarn_codec_encode(const kvarn_codec* codec, const float* k, const float* v,
+                                          int n_tokens, uint8_t* record, size_t record_size);
 /* Decodes a record into k, v [n_tokens][head_dim] in the requested frame. */
 KVARN_API kvarn_status kvarn_codec_decode(const kvarn_codec* codec, const uint8_t* record,
                                           size_t record_size, int n_tokens, float* k, float* v,
@@ -147,8 +146,8 @@ KVARN_API kvarn_status kvarn_cache_encoded_tokens(const kvarn_cache* cache, int 
  *   truncate(seq, len)  rolls back to len tokens (e.g. rejected draft tokens); tokens that are
  *                       already encoded cannot be rolled back (KVARN_ERR_OUT_OF_RANGE). */
 KVARN_API kvarn_status kvarn_cache_begin_step(kvarn_cache* cache, int seq, int n_new);
-KVARN_API kvarn_status kvarn_cache_write(kvarn_cache* cache, int seq, int layer, int pos,
-                                         int n, const float* k, const float* v);
+KVARN_API kvarn_status kvarn_cache_write(kvarn_cache* cache, int seq, int layer, int pos, int n,
+                                         const float* k, const float* v);
 KVARN_API kvarn_status kvarn_cache_end_step(kvarn_cache* cache, int seq);
 KVARN_API kvarn_status kvarn_cache_abort_step(kvarn_cache* cache, int seq);
 KVARN_API kvarn_status kvarn_cache_truncate(kvarn_cache* cache, int seq, int length);
@@ -208,8 +207,7 @@ KVARN_API kvarn_status kvarn_model_tokenize(const kvarn_model* model, const char
 /* A chat prompt through the model's template (ChatML: SmolLM2, Qwen2.5), as `kvarn run --chat`
  * builds it: roles "system", "user" or "assistant"; control tokens are recognized only where the
  * template writes them, never in the contents. */
-KVARN_API kvarn_status kvarn_model_tokenize_chat(const kvarn_model* model,
-                                                 const char* const* roles,
+KVARN_API kvarn_status kvarn_model_tokenize_chat(const kvarn_model* model, const char* const* roles,
                                                  const char* const* contents, size_t n_messages,
                                                  int add_generation_prompt, int32_t* ids,
                                                  size_t capacity, size_t* n_ids);
@@ -264,8 +262,8 @@ KVARN_API int32_t kvarn_sampler_sample(kvarn_sampler* sampler, const float* logi
  * (the token sampled then is returned but not fed). tokens_out [n_predict] receives the
  * generated ids, *n_out their count; last_logits (may be NULL) [n_vocab] the logits after the
  * last fed token. */
-KVARN_API kvarn_status kvarn_model_generate(const kvarn_model* model, kvarn_cache* cache,
-                                            int seq, kvarn_sampler* sampler, const float* logits,
+KVARN_API kvarn_status kvarn_model_generate(const kvarn_model* model, kvarn_cache* cache, int seq,
+                                            kvarn_sampler* sampler, const float* logits,
                                             int n_predict, int n_threads, int32_t* tokens_out,
                                             int* n_out, float* last_logits);
 
@@ -292,9 +290,9 @@ KVARN_API kvarn_status kvarn_session_save(const kvarn_model* model, kvarn_cache*
  * KVARN_ERR_CORRUPT_DATA saying which ("truncated", "checksum mismatch"). On error the cache is
  * unchanged. */
 KVARN_API kvarn_status kvarn_session_load(const kvarn_model* model, kvarn_cache* cache,
-                                          const char* path, const int32_t* prompt,
-                                          size_t n_prompt, int* seq, size_t* n_reused,
-                                          float* logits, int* has_logits);
+                                          const char* path, const int32_t* prompt, size_t n_prompt,
+                                          int* seq, size_t* n_reused, float* logits,
+                                          int* has_logits);
 /* The token ids a session file holds (its header validated, no model needed); capacity and
  * KVARN_ERR_BUFFER_TOO_SMALL as for kvarn_model_tokenize. */
 KVARN_API kvarn_status kvarn_session_tokens(const char* path, int32_t* tokens, size_t capacity,

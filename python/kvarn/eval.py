@@ -34,10 +34,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - (mx + np.log(np.exp(x - mx).sum(axis=-1, keepdims=True)))
 
 
-def compare(exact: np.ndarray, test: np.ndarray, next_tokens: np.ndarray) -> dict:
+def compare(exact: np.ndarray, test: np.ndarray, next_tokens: np.ndarray,
+            exact_log_softmax: np.ndarray | None = None) -> dict:
     """Per position (rows): KL(exact || test), top-1 agreement, -log p(next) under both
-    (next token -1: none)."""
-    le, lt = log_softmax(exact), log_softmax(test)
+    (next token -1: none). exact_log_softmax: log_softmax(exact) if already computed."""
+    le = log_softmax(exact) if exact_log_softmax is None else exact_log_softmax
+    lt = log_softmax(test)
     kl = np.maximum((np.exp(le) * (le - lt)).sum(axis=-1), 0.0)
     agree = np.argmax(exact, axis=-1) == np.argmax(test, axis=-1)
     has = next_tokens >= 0
@@ -86,6 +88,7 @@ def pseudo_decode(model: Model, tokens, cache_types, schedules=("accumulated", "
             ea[layer] = a.copy()
 
         exact_logits = model.forward(exact, exact_seq, ids, "all", threads, keep_kv, keep_att)
+        exact_ls = log_softmax(exact_logits)  # once for every case, as kvarn eval does
         nxt = np.array([tokens[p + 1] if p + 1 < n_tokens else -1
                         for p in range(pos0, pos0 + n)], dtype=np.int64)
         for ci, ((cache, seq), (_, static), acc) in enumerate(zip(states, cases, per_case)):
@@ -102,7 +105,7 @@ def pseudo_decode(model: Model, tokens, cache_types, schedules=("accumulated", "
             test_logits = model.forward(cache, seq, ids, "all", threads, inject, mae)
             if on_logits is not None:
                 on_logits(ci, pos0, exact_logits, test_logits)
-            r = compare(exact_logits, test_logits, nxt)
+            r = compare(exact_logits, test_logits, nxt, exact_ls)
             for key in ("kl", "top1", "has_next", "nll_exact", "nll_test"):
                 acc[key].append(r[key])
             acc["pos"].append(np.arange(pos0, pos0 + n))
