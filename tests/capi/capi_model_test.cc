@@ -22,8 +22,8 @@
 namespace {
 
 #ifdef KVARN_SANITIZER_BUILD
-constexpr int kPromptRepeat = 2;
-constexpr int kGenerate = 6;
+constexpr int kPromptRepeat = 1;
+constexpr int kGenerate = 4;
 #else
 constexpr int kPromptRepeat = 6;
 constexpr int kGenerate = 24;
