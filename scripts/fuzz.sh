@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target for a given time:
 #   scripts/fuzz.sh TARGET SECONDS [extra libFuzzer flags...]
-# TARGET is gguf_fuzz, tokenizer_fuzz or record_fuzz (fuzz/*.cc). Builds the "fuzz" preset
-# (clang, -fsanitize=fuzzer,address,undefined) into $KVARN_FUZZ_BUILD (default build/fuzz),
-# then fuzzes starting from the committed seeds in fuzz/corpus/TARGET. New inputs go to
+# TARGET is gguf_fuzz, tokenizer_fuzz, record_fuzz or session_fuzz (fuzz/*.cc). Builds the
+# "fuzz" preset (clang, -fsanitize=fuzzer,address,undefined) into $KVARN_FUZZ_BUILD (default
+# build/fuzz), then fuzzes starting from the committed seeds in fuzz/corpus/TARGET. New inputs go to
 # $KVARN_FUZZ_WORK/TARGET/corpus (default build/fuzz-work; never into the committed seeds),
 # crash reproducers to $KVARN_FUZZ_WORK/TARGET/, the log to $KVARN_FUZZ_WORK/TARGET/fuzz.log.
 # Needs clang and its runtimes (Debian: clang, libclang-rt-14-dev); scripts/test.sh does not.
@@ -20,9 +20,9 @@ target=$1
 seconds=$2
 shift 2
 case "$target" in
-  gguf_fuzz | tokenizer_fuzz | record_fuzz) ;;
+  gguf_fuzz | tokenizer_fuzz | record_fuzz | session_fuzz) ;;
   *)
-    echo "fuzz: unknown target '$target' (gguf_fuzz, tokenizer_fuzz, record_fuzz)" >&2
+    echo "fuzz: unknown target '$target' (gguf_fuzz, tokenizer_fuzz, record_fuzz, session_fuzz)" >&2
     exit 2
     ;;
 esac

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -152,6 +153,38 @@ class KvCache {
   BlockKind EncodedKind() const;
   size_t RowBytes() const { return row_bytes_; }
   size_t RecordBytes() const { return record_bytes_; }
+
+  // ---- Persistence (kv_cache_pages.cc): a sequence's stored bytes, copied verbatim, so a
+  // session file holds exactly what the cache holds (records are never re-encoded).
+  // Bumped whenever the bytes of a page change meaning (record byte order, plane order):
+  // session files record it and refuse another.
+  // 1: records in the reference layout (record.h). 2: records in the kernel layout
+  // (quant/kernel_layout.h) wherever the geometry has one (G a multiple of 16).
+  static constexpr uint32_t kPageLayoutVersion = 2;
+  struct BlockImage {
+    BlockKind kind;
+    int tokens;  // valid tokens the image holds (G for a record)
+  };
+  // Bytes of a block's image: a record page whole; an fp16 or rows block as the first
+  // `tokens` rows of each (plane, layer, head) in page order (the whole page when full).
+  size_t BlockImageBytes(const BlockImage& b) const;
+  // Encodes now the blocks the commit rule would encode at seq's next BeginStep (complete
+  // non-sink blocks of earlier steps), so a saved sequence holds them as records. The
+  // sequence continues exactly as it would have; it only can no longer be truncated into them.
+  Status EncodeCommitted(int seq);
+  // The blocks of seq, in order (outside a step).
+  Status ExportBlocks(int seq, std::vector<BlockImage>* blocks) const;
+  // Copies the image of block b (size must be BlockImageBytes of that block) into dst.
+  Status ExportBlock(int seq, int b, uint8_t* dst, size_t size) const;
+  // A new sequence of `length` committed tokens rebuilt from block images: blocks[b] describes
+  // the image read(b, dst, size) fills; an image may hold more tokens than the sequence keeps
+  // of its block (restoring a prefix). Before allocating, the blocks are checked against what
+  // a sequence of that length can hold (tile codecs: the fp16 sink, records of full blocks,
+  // then fp16; per-token codecs: rows), max_tokens and the byte budget. All or nothing: on
+  // any error, read's included, nothing stays allocated.
+  Status ImportSequence(int length, const std::vector<BlockImage>& blocks,
+                        const std::function<Status(int b, uint8_t* dst, size_t size)>& read,
+                        int* seq);
 
  private:
   friend class SeqView;

@@ -1,37 +1,38 @@
-// The C API (include/kvarn/kvarn.h) over the C++ codec layer.
-#include "kvarn/kvarn.h"
-
+// The C API (include/kvarn/kvarn.h): errors, codecs and the process switches. The cache,
+// model and session calls are in capi_cache.cc, capi_model.cc and capi_session.cc.
 #include <memory>
 #include <new>
 #include <string>
 
+#include "capi/capi_internal.h"
 #include "common/dispatch.h"
-#include "common/status.h"
-#include "quant/codec.h"
+#include "kvarn/kvarn.h"
 
-struct kvarn_codec {
-  std::unique_ptr<kvarn::Codec> impl;
-  std::string name;
-};
-
+namespace kvarn::capi {
 namespace {
 
 thread_local std::string g_last_error;
 
-static_assert(int(kvarn::StatusCode::kInternal) == KVARN_ERR_INTERNAL);
-static_assert(int(kvarn::StatusCode::kNonFinite) == KVARN_ERR_NON_FINITE);
+static_assert(int(StatusCode::kInternal) == KVARN_ERR_INTERNAL);
+static_assert(int(StatusCode::kNonFinite) == KVARN_ERR_NON_FINITE);
+static_assert(int(StatusCode::kOutOfRange) == KVARN_ERR_OUT_OF_RANGE);
 
-kvarn_status Report(const kvarn::Status& st) {
+}  // namespace
+
+kvarn_status Report(const Status& st) {
   if (st.ok()) return KVARN_OK;
   g_last_error = st.message();
   return static_cast<kvarn_status>(st.code());
 }
 
 kvarn_status NullArg(const char* what) {
-  return Report(kvarn::InvalidArgument(std::string(what) + " is NULL"));
+  return Report(InvalidArgument(std::string(what) + " is NULL"));
 }
 
-}  // namespace
+}  // namespace kvarn::capi
+
+using kvarn::capi::NullArg;
+using kvarn::capi::Report;
 
 extern "C" {
 
@@ -39,7 +40,7 @@ const char* kvarn_status_string(kvarn_status status) {
   return kvarn::StatusCodeName(static_cast<kvarn::StatusCode>(status));
 }
 
-const char* kvarn_last_error(void) { return g_last_error.c_str(); }
+const char* kvarn_last_error(void) { return kvarn::capi::g_last_error.c_str(); }
 
 kvarn_status kvarn_codec_init(const char* name, int head_dim, kvarn_codec** out) {
   if (out == nullptr) return NullArg("out");
@@ -87,18 +88,17 @@ kvarn_status kvarn_codec_encode(const kvarn_codec* codec, const float* k, const 
   return Report(codec->impl->Encode(k, v, n_tokens, record, record_size));
 }
 
-kvarn_status kvarn_codec_decode(const kvarn_codec* codec, const uint8_t* record,
-                                size_t record_size, int n_tokens, float* k, float* v,
-                                kvarn_frame frame) {
+kvarn_status kvarn_codec_decode(const kvarn_codec* codec, const uint8_t* record, size_t record_size,
+                                int n_tokens, float* k, float* v, kvarn_frame frame) {
   if (codec == nullptr) return NullArg("codec");
   if (record == nullptr) return NullArg("record");
   if (k == nullptr) return NullArg("k");
   if (v == nullptr) return NullArg("v");
   if (frame != KVARN_FRAME_MODEL && frame != KVARN_FRAME_ROTATED)
     return Report(kvarn::InvalidArgument("frame " + std::to_string(int(frame)) + " unknown"));
-  return Report(codec->impl->Decode(record, record_size, n_tokens, k, v,
-                                    frame == KVARN_FRAME_ROTATED ? kvarn::Frame::kRotated
-                                                                 : kvarn::Frame::kModel));
+  return Report(codec->impl->Decode(
+      record, record_size, n_tokens, k, v,
+      frame == KVARN_FRAME_ROTATED ? kvarn::Frame::kRotated : kvarn::Frame::kModel));
 }
 
 void kvarn_set_force_reference(int force) { kvarn::SetForceReference(force != 0); }

@@ -95,6 +95,8 @@ class GgufFile {
   uint64_t file_size() const { return size_; }
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // file offset of the data section
+  // The whole file, file_size() bytes (e.g. to fingerprint the header and tensor data).
+  const uint8_t* bytes() const { return base_; }
 
   // Metadata in file order: (key, value).
   const std::vector<std::pair<std::string_view, GgufValue>>& metadata() const { return kv_; }

@@ -28,9 +28,9 @@ TEST(CApi, RoundTripDefaultCodec) {
   std::vector<uint8_t> rec(13824);
   ASSERT_EQ(kvarn_codec_encode(c, k.data(), v.data(), 128, rec.data(), rec.size()), KVARN_OK);
   std::vector<float> kd(k.size()), vd(v.size());
-  ASSERT_EQ(kvarn_codec_decode(c, rec.data(), rec.size(), 128, kd.data(), vd.data(),
-                               KVARN_FRAME_MODEL),
-            KVARN_OK);
+  ASSERT_EQ(
+      kvarn_codec_decode(c, rec.data(), rec.size(), 128, kd.data(), vd.data(), KVARN_FRAME_MODEL),
+      KVARN_OK);
   double num = 0, den = 0;
   for (size_t i = 0; i < k.size(); ++i) {
     num += double(kd[i] - k[i]) * (kd[i] - k[i]);
