@@ -88,14 +88,13 @@ void HttpServer::Impl::Completion(const httplib::Request& req, httplib::Response
     std::vector<JobEvent> events;
     for (;;) {
       events.clear();
-      if (!job->Wait(&events, kPoll)) {
-        if (watch.Closed()) {  // nobody to answer: free the sequence now
-          job->Cancel();
-          res.status = 499;
-          return;
-        }
-        continue;
+      const bool got = job->Wait(&events, kPoll);
+      if (watch.Closed()) {  // nobody to answer: free the sequence now (one poll(2) per wake)
+        job->Cancel();
+        res.status = 499;
+        return;
       }
+      if (!got) continue;
       for (JobEvent& e : events) {
         if (e.failed) return SendError(res, e.error);
         text += e.text;
@@ -128,7 +127,11 @@ void HttpServer::Impl::Completion(const httplib::Request& req, httplib::Response
             return false;
         }
         std::vector<JobEvent> events;
-        if (!state->job->Wait(&events, kPoll)) return !state->watch.Closed();
+        const bool got = state->job->Wait(&events, kPoll);
+        // A write to a closed peer fails only after the peer's reset arrives; the poll sees
+        // its FIN at once.
+        if (state->watch.Closed()) return false;
+        if (!got) return true;
         for (JobEvent& e : events) {
           if (e.failed) {
             write(SseEvent(ErrorJson(e.error)));

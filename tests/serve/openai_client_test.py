@@ -303,6 +303,23 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(pages, m['kvarn_kv_cache_prefix_bytes{model="%s"}' % self.s.model])
         self.assertEqual(m['kvarn_kv_cache_reserved_bytes{model="%s"}' % self.s.model], 0)
 
+    def test_disconnect_while_waiting_for_a_whole_response_cancels_it(self):
+        # Not streaming: nothing is written until the end, so the server watches the socket.
+        key = 'kvarn_requests_total{model="%s",outcome="cancelled"}' % self.s.model
+        base_cancel = self.s.metric(key)
+        base_tokens = self.s.metric("kvarn_tokens_generated_total")
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=TIMEOUT)
+        conn.request("POST", "/v1/completions", json.dumps(
+            {"prompt": "List every prime below ten thousand:", "max_tokens": 400,
+             "temperature": 0, "stop": ["@@@@"]}), {"Content-Type": "application/json"})
+        self.s.wait_metric("kvarn_tokens_generated_total", lambda v: v > base_tokens)
+        conn.sock.shutdown(2)
+        conn.close()
+        self.s.wait_metric(key, lambda v: v == base_cancel + 1, timeout=30)
+        self.s.wait_metric("kvarn_requests_running", lambda v: v == 0, timeout=30)
+        # Ended by the disconnect, long before its 400 tokens.
+        self.assertLess(self.s.metric("kvarn_tokens_generated_total") - base_tokens, 400)
+
     def bad(self, path, body, status, param=None, code=None, headers=None):
         st, data = self.s.raw("POST", path, body, headers or {"Content-Type": "application/json"})
         self.assertEqual(st, status, data[:300])
