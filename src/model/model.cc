@@ -140,8 +140,8 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
     KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
     KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));
     if (opt.on_attention) opt.on_attention(l, att.data(), n);
-    KVARN_RETURN_IF_ERROR(LayerOutput(L, att.data(), n, T, MatMulRoute::kAuto, x.data(),
-                                      xn.data(), g.data(), u.data(), y.data()));
+    KVARN_RETURN_IF_ERROR(LayerOutput(L, att.data(), n, T, MatMulRoute::kAuto, x.data(), xn.data(),
+                                      g.data(), u.data(), y.data()));
     if (FindNonFinite(x.data(), n, E, &bt, &bi))
       return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
                        ": non-finite activation (hidden channel " + std::to_string(bi) + ")");

@@ -10,8 +10,8 @@ namespace kvarn::serve {
 struct ApiError {
   int status = 400;
   std::string type = "invalid_request_error";
-  std::string param;    // the field at fault; "" -> null
-  std::string code;     // e.g. "model_not_found", "rate_limit_exceeded"; "" -> null
+  std::string param;  // the field at fault; "" -> null
+  std::string code;   // e.g. "model_not_found", "rate_limit_exceeded"; "" -> null
   std::string message;
 };
 

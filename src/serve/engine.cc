@@ -41,9 +41,10 @@ TokenLogprob Logprobs(const float* logits, int n, int32_t id, int k) {
     std::vector<int32_t> idx(static_cast<size_t>(n));
     std::iota(idx.begin(), idx.end(), 0);
     const size_t kk = std::min(size_t(k), idx.size());
-    std::partial_sort(idx.begin(), idx.begin() + ptrdiff_t(kk), idx.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
+    std::partial_sort(idx.begin(), idx.begin() + ptrdiff_t(kk), idx.end(),
+                      [&](int32_t a, int32_t b) {
+                        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+                      });
     for (size_t i = 0; i < kk; ++i) t.top.push_back({idx[i], float(double(logits[idx[i]]) - lse)});
   }
   return t;
@@ -57,10 +58,10 @@ struct Engine::Running {
   std::shared_ptr<Job> job;
   int seq = -1;
   size_t reserved = 0;
-  int pos = 0;          // tokens in the cache
-  int cached = 0;       // of them, copied from a prefix
+  int pos = 0;     // tokens in the cache
+  int cached = 0;  // of them, copied from a prefix
   bool decoding = false;
-  int32_t next = -1;    // sampled, fed by the next decode step
+  int32_t next = -1;  // sampled, fed by the next decode step
   int generated = 0;
   bool first_token = true;
   std::unique_ptr<Sampler> sampler;
@@ -125,12 +126,12 @@ std::optional<ApiError> Engine::Submit(std::shared_ptr<Job> job) {
   if (stop_) return ServerError(503, "the server is shutting down");
   if (need > cache_.config().byte_budget) {
     ++refused_budget_;
-    return BadRequest("max_tokens",
-                      "the prompt (" + std::to_string(rq.prompt.size()) + " tokens) + max_tokens (" +
-                          std::to_string(rq.max_tokens) + ") need " + std::to_string(need) +
-                          " bytes of KV cache at their peak; the whole budget is " +
-                          std::to_string(cache_.config().byte_budget) +
-                          " bytes (--cache-budget-mib)");
+    return BadRequest("max_tokens", "the prompt (" + std::to_string(rq.prompt.size()) +
+                                        " tokens) + max_tokens (" + std::to_string(rq.max_tokens) +
+                                        ") need " + std::to_string(need) +
+                                        " bytes of KV cache at their peak; the whole budget is " +
+                                        std::to_string(cache_.config().byte_budget) +
+                                        " bytes (--cache-budget-mib)");
   }
   if (int(waiting_.size()) >= opt_.max_waiting) {
     ++refused_queue_full_;
@@ -206,9 +207,9 @@ void Engine::ReapCancelled() {
     any = true;
   }
   if (any) {
-    running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [](const auto& r) { return r->done; }),
-                   running_.end());
+    running_.erase(
+        std::remove_if(running_.begin(), running_.end(), [](const auto& r) { return r->done; }),
+        running_.end());
   }
   std::lock_guard<std::mutex> lock(mu_);
   const size_t before = waiting_.size();
@@ -353,7 +354,8 @@ void Engine::PrefillOne() {
     fo.n_threads = opt_.n_threads;
     ForwardOutput out;
     const auto t0 = Clock::now();
-    const Status st = model_.Forward(cache_, r.seq, r.prompt().data() + r.pos, end - r.pos, fo, &out);
+    const Status st =
+        model_.Forward(cache_, r.seq, r.prompt().data() + r.pos, end - r.pos, fo, &out);
     stats_.prefill_seconds += Seconds(t0, Clock::now());
     if (!st.ok()) {
       Fail(r, ServerError(500, "prefill failed: " + st.message()));
@@ -367,9 +369,9 @@ void Engine::PrefillOne() {
     }
     break;  // one chunk per step
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const auto& r) { return r->done; }),
-                 running_.end());
+  running_.erase(
+      std::remove_if(running_.begin(), running_.end(), [](const auto& r) { return r->done; }),
+      running_.end());
 }
 
 void Engine::DecodeStep() {
@@ -415,9 +417,9 @@ void Engine::DecodeStep() {
       HandleToken(*r, out.logits.data());
     }
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const auto& r) { return r->done; }),
-                 running_.end());
+  running_.erase(
+      std::remove_if(running_.begin(), running_.end(), [](const auto& r) { return r->done; }),
+      running_.end());
 }
 
 bool Engine::HandleToken(Running& r, const float* logits) {

@@ -28,9 +28,9 @@ void SendJson(httplib::Response& res, const json& j) {
 
 // Routes as /metrics labels them: the known ones, everything else as "other".
 std::string RouteLabel(const std::string& path) {
-  for (const char* r : {"/v1/chat/completions", "/chat/completions", "/v1/completions",
-                        "/completions", "/v1/models", "/models", "/health", "/metrics",
-                        "/tokenize", "/detokenize"})
+  for (const char* r :
+       {"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+        "/v1/models", "/models", "/health", "/metrics", "/tokenize", "/detokenize"})
     if (path == r) return path;
   return "other";
 }
@@ -123,7 +123,8 @@ void HttpServer::Impl::Completion(const httplib::Request& req, httplib::Response
         if (!state->started) {
           state->started = true;
           if (m.endpoint == Endpoint::kChat &&
-              !write(SseEvent(StreamChunk(m, "", nullptr, "", true, nullptr, state->include_usage))))
+              !write(
+                  SseEvent(StreamChunk(m, "", nullptr, "", true, nullptr, state->include_usage))))
             return false;
         }
         std::vector<JobEvent> events;
@@ -143,14 +144,15 @@ void HttpServer::Impl::Completion(const httplib::Request& req, httplib::Response
                                ? LogprobsJson(m.endpoint, e.logprobs, tok, &state->text_offset)
                                : json(nullptr);
           if (e.finish_reason.empty()) {
-            if (!write(SseEvent(StreamChunk(m, e.text, lpj, "", false, nullptr, state->include_usage))))
+            if (!write(SseEvent(
+                    StreamChunk(m, e.text, lpj, "", false, nullptr, state->include_usage))))
               return false;
             continue;
           }
           // The last event: its text (if any), the finish chunk, usage, [DONE].
           const json usage = state->include_usage ? json(nullptr) : UsageJson(e.usage);
-          if (!e.text.empty() &&
-              !write(SseEvent(StreamChunk(m, e.text, lpj, "", false, nullptr, state->include_usage))))
+          if (!e.text.empty() && !write(SseEvent(StreamChunk(m, e.text, lpj, "", false, nullptr,
+                                                             state->include_usage))))
             return false;
           if (!write(SseEvent(StreamChunk(m, "", e.text.empty() ? lpj : json(nullptr),
                                           e.finish_reason, false, usage, state->include_usage))))
@@ -177,14 +179,15 @@ void HttpServer::Impl::Install() {
     SendJson(res, json{{"status", "ok"}});
   });
   const auto models = [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, json{{"object", "list"},
-                       {"data", json::array({json{{"id", opt.limits.model_id},
-                                                  {"object", "model"},
-                                                  {"created", opt.created},
-                                                  {"owned_by", "kvarn"},
-                                                  {"meta",
-                                                   {{"n_ctx", opt.limits.ctx},
-                                                    {"cache_type", opt.cache_type}}}}})}});
+    SendJson(res,
+             json{{"object", "list"},
+                  {"data",
+                   json::array({json{
+                       {"id", opt.limits.model_id},
+                       {"object", "model"},
+                       {"created", opt.created},
+                       {"owned_by", "kvarn"},
+                       {"meta", {{"n_ctx", opt.limits.ctx}, {"cache_type", opt.cache_type}}}}})}});
   };
   svr.Get("/v1/models", models);
   svr.Get("/models", models);
@@ -194,9 +197,9 @@ void HttpServer::Impl::Install() {
       std::lock_guard<std::mutex> lock(counts_mu);
       counts_copy = counts;
     }
-    res.set_content(RenderPrometheus(engine.Snapshot(), counts_copy, opt.limits.model_id,
-                                     opt.cache_type),
-                    "text/plain; version=0.0.4");
+    res.set_content(
+        RenderPrometheus(engine.Snapshot(), counts_copy, opt.limits.model_id, opt.cache_type),
+        "text/plain; version=0.0.4");
   });
   svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     std::vector<int32_t> ids;
@@ -237,17 +240,17 @@ void HttpServer::Impl::Install() {
     }
     SendError(res, e);
   });
-  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                               std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& ex) {
-      what = ex.what();
-    } catch (...) {
-    }
-    SendError(res, ApiError{500, "server_error", "", "", "internal error: " + what});
-  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& ex) {
+          what = ex.what();
+        } catch (...) {
+        }
+        SendError(res, ApiError{500, "server_error", "", "", "internal error: " + what});
+      });
   svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     std::lock_guard<std::mutex> lock(counts_mu);
     ++counts[{RouteLabel(req.path), res.status}];

@@ -19,12 +19,12 @@ namespace kvarn::serve {
 
 struct HttpOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                    // 0: any free port (Bind reports it)
-  size_t max_body_bytes = 1 << 20;    // larger bodies get 413
-  int threads = 48;                   // connections served at once
-  std::string cache_type;             // for /metrics and system_fingerprint
-  RequestLimits limits;               // model id, context, default max_tokens, stop limits
-  int64_t created = 0;                // /v1/models "created"
+  int port = 8080;                  // 0: any free port (Bind reports it)
+  size_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  int threads = 48;                 // connections served at once
+  std::string cache_type;           // for /metrics and system_fingerprint
+  RequestLimits limits;             // model id, context, default max_tokens, stop limits
+  int64_t created = 0;              // /v1/models "created"
 };
 
 class HttpServer {

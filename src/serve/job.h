@@ -19,8 +19,8 @@ namespace kvarn::serve {
 
 struct TokenLogprob {
   int32_t id = 0;
-  float logprob = 0.0f;                             // log-softmax of the raw logits
-  std::vector<std::pair<int32_t, float>> top;       // the top_logprobs best, best first
+  float logprob = 0.0f;                        // log-softmax of the raw logits
+  std::vector<std::pair<int32_t, float>> top;  // the top_logprobs best, best first
 };
 
 struct Usage {
@@ -30,12 +30,12 @@ struct Usage {
 };
 
 struct JobEvent {
-  std::string text;                     // text released by this event (valid UTF-8)
-  std::vector<TokenLogprob> logprobs;   // tokens sampled since the last event (when asked)
-  std::string finish_reason;            // "" while running; "stop" or "length" at the end
-  bool failed = false;                  // the run failed after admission: error says why
+  std::string text;                    // text released by this event (valid UTF-8)
+  std::vector<TokenLogprob> logprobs;  // tokens sampled since the last event (when asked)
+  std::string finish_reason;           // "" while running; "stop" or "length" at the end
+  bool failed = false;                 // the run failed after admission: error says why
   ApiError error;
-  Usage usage;                          // complete in the last event
+  Usage usage;  // complete in the last event
 };
 
 class Job {

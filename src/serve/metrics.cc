@@ -88,8 +88,7 @@ std::string RenderPrometheus(const EngineSnapshot& s, const HttpCounts& http,
   w.One("kvarn_prompt_tokens_cached_total", "counter",
         "Prompt tokens reused from the prefix cache instead of prefilled.",
         double(s.prompt_tokens_cached));
-  w.One("kvarn_tokens_generated_total", "counter", "Tokens generated.",
-        double(s.generated_tokens));
+  w.One("kvarn_tokens_generated_total", "counter", "Tokens generated.", double(s.generated_tokens));
   w.One("kvarn_prompt_seconds_total", "counter", "Seconds spent in prefill chunks.",
         s.prefill_seconds);
   w.One("kvarn_decode_seconds_total", "counter", "Seconds spent in decode steps.",
@@ -101,8 +100,10 @@ std::string RenderPrometheus(const EngineSnapshot& s, const HttpCounts& http,
         "Aggregate decode throughput over the server's life: tokens fed to decode steps / decode "
         "seconds.",
         s.decode_seconds > 0 ? double(s.generated_tokens) / s.decode_seconds : 0.0);
-  w.One("kvarn_decode_steps_total", "counter", "Decode steps (one token of every decoding "
-        "sequence each).", double(s.decode_steps));
+  w.One("kvarn_decode_steps_total", "counter",
+        "Decode steps (one token of every decoding "
+        "sequence each).",
+        double(s.decode_steps));
   w.One("kvarn_decode_batch_last", "gauge", "Sequences in the last decode step.", s.last_batch);
 
   w.Head("kvarn_kv_cache_bytes", "gauge",
@@ -126,8 +127,7 @@ std::string RenderPrometheus(const EngineSnapshot& s, const HttpCounts& http,
   w.One("kvarn_kv_cache_tokens", "gauge", "Tokens stored, every sequence and cached prefix.",
         double(s.cache.tokens));
   w.One("kvarn_prefix_cache_entries", "gauge", "Cached prompt prefixes.", s.prefix_entries);
-  w.Hist("kvarn_time_to_first_token_seconds", "Submission to first token.",
-         s.time_to_first_token);
+  w.Hist("kvarn_time_to_first_token_seconds", "Submission to first token.", s.time_to_first_token);
   w.Hist("kvarn_decode_step_seconds", "Duration of one decode step (every live sequence).",
          s.decode_step_seconds);
   w.Hist("kvarn_decode_batch_size", "Sequences per decode step.", s.decode_batch_size);

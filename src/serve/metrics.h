@@ -43,9 +43,9 @@ struct EngineSnapshot {
   double prefill_seconds = 0.0, decode_seconds = 0.0;
   // Now.
   int waiting = 0, running = 0, last_batch = 0, prefix_entries = 0;
-  CacheStats cache;                  // every byte the cache holds, by kind
-  size_t reserved_bytes = 0;         // admitted sequences' worst cases
-  size_t prefix_bytes = 0;           // pages of cached prefixes (evictable)
+  CacheStats cache;           // every byte the cache holds, by kind
+  size_t reserved_bytes = 0;  // admitted sequences' worst cases
+  size_t prefix_bytes = 0;    // pages of cached prefixes (evictable)
   Histogram time_to_first_token{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}};
   Histogram decode_step_seconds{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
   Histogram decode_batch_size{{1, 2, 4, 8, 16, 32, 64, 128}};

@@ -79,7 +79,8 @@ json FinalResponse(const ResponseMeta& m, const std::string& text, const json& l
               {"logprobs", logprobs},
               {"finish_reason", finish_reason}};
   } else {
-    choice = {{"index", 0}, {"text", text}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
+    choice = {
+        {"index", 0}, {"text", text}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
   }
   return json{{"id", m.id},
               {"object", m.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
@@ -122,13 +123,14 @@ json StreamChunk(const ResponseMeta& m, const std::string& text, const json& log
 }
 
 json UsageChunk(const ResponseMeta& m, const Usage& usage) {
-  return json{{"id", m.id},
-              {"object", m.endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
-              {"created", m.created},
-              {"model", m.model},
-              {"system_fingerprint", m.fingerprint},
-              {"choices", json::array()},
-              {"usage", UsageJson(usage)}};
+  return json{
+      {"id", m.id},
+      {"object", m.endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
+      {"created", m.created},
+      {"model", m.model},
+      {"system_fingerprint", m.fingerprint},
+      {"choices", json::array()},
+      {"usage", UsageJson(usage)}};
 }
 
 }  // namespace kvarn::serve

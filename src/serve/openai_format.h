@@ -21,8 +21,8 @@ namespace kvarn::serve {
 
 struct ResponseMeta {
   Endpoint endpoint = Endpoint::kChat;
-  std::string id;           // chatcmpl-... / cmpl-...
-  int64_t created = 0;      // Unix seconds
+  std::string id;       // chatcmpl-... / cmpl-...
+  int64_t created = 0;  // Unix seconds
   std::string model;
   std::string fingerprint;  // system_fingerprint: kvarn version and cache type
 };

@@ -86,7 +86,8 @@ std::optional<ApiError> RefuseUnsupported(const json& body, Endpoint endpoint) {
   }
   if (const json* v = Field(body, "logit_bias"); v != nullptr) {
     if (!v->is_object()) return WrongType("logit_bias", "an object", *v);
-    if (!v->empty()) return BadRequest("logit_bias", "'logit_bias' is not supported by kvarn serve");
+    if (!v->empty())
+      return BadRequest("logit_bias", "'logit_bias' is not supported by kvarn serve");
   }
   for (const char* key : {"tools", "functions", "tool_choice", "function_call"})
     if (Field(body, key) != nullptr)
@@ -94,7 +95,8 @@ std::optional<ApiError> RefuseUnsupported(const json& body, Endpoint endpoint) {
   if (const json* v = Field(body, "response_format"); v != nullptr) {
     const json* t = v->is_object() ? Field(*v, "type") : nullptr;
     if (t == nullptr || !t->is_string() || t->get<std::string>() != "text")
-      return BadRequest("response_format", "only response_format {\"type\": \"text\"} is supported");
+      return BadRequest("response_format",
+                        "only response_format {\"type\": \"text\"} is supported");
   }
   int64_t n = 1;
   if (auto e = GetInt(body, "n", 1, 1 << 20, &n)) return e;
@@ -147,7 +149,8 @@ std::optional<ApiError> ParseMessages(const json& body, const Tokenizer& tok,
         if (type == nullptr || !type->is_string() || type->get<std::string>() != "text")
           return BadRequest(pat + ".type", "only content parts of type \"text\" are supported");
         const json* text = Field(part, "text");
-        if (text == nullptr || !text->is_string()) return BadRequest(pat + ".text", "'" + pat + ".text' must be a string");
+        if (text == nullptr || !text->is_string())
+          return BadRequest(pat + ".text", "'" + pat + ".text' must be a string");
         content += text->get<std::string>();
       }
     } else {
@@ -173,8 +176,9 @@ std::optional<ApiError> ParseTokenIds(const json& arr, const std::string& param,
     const json& v = arr[i];
     const std::string at = param + "[" + std::to_string(i) + "]";
     if (!v.is_number_integer()) return WrongType(at, "a token id (integer)", v);
-    const int64_t id = v.is_number_unsigned() ? int64_t(std::min<uint64_t>(v.get<uint64_t>(), 1ull << 40))
-                                              : v.get<int64_t>();
+    const int64_t id = v.is_number_unsigned()
+                           ? int64_t(std::min<uint64_t>(v.get<uint64_t>(), 1ull << 40))
+                           : v.get<int64_t>();
     if (id < 0 || id >= tok.vocab_size())
       return BadRequest(at, "token id " + std::to_string(id) + " is outside the vocabulary of " +
                                 std::to_string(tok.vocab_size()));
@@ -209,16 +213,16 @@ std::optional<ApiError> ParsePrompt(const json& body, const Tokenizer& tok,
 std::optional<ApiError> ParseJsonObject(std::string_view body, json* out) {
   const size_t bad = FirstInvalidUtf8(body);
   if (bad != std::string::npos)
-    return BadRequest("", "the request body is not valid UTF-8 (byte offset " +
-                              std::to_string(bad) + ")");
+    return BadRequest(
+        "", "the request body is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
   try {
     *out = json::parse(body.begin(), body.end());
   } catch (const json::exception& e) {  // parse_error names the byte position
     return BadRequest("", "the request body is not valid JSON: " + std::string(e.what()));
   }
   if (!out->is_object())
-    return BadRequest("", std::string("the request body must be a JSON object, not ") +
-                              out->type_name());
+    return BadRequest(
+        "", std::string("the request body must be a JSON object, not ") + out->type_name());
   return std::nullopt;
 }
 
@@ -247,14 +251,15 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     if (!m->is_string()) return WrongType("model", "a string", *m);
     const std::string name = m->get<std::string>();
     if (!limits.model_id.empty() && name != limits.model_id)
-      return ApiError{404, "invalid_request_error", "model", "model_not_found",
-                      "the model '" + name + "' does not exist; this server serves '" +
-                          limits.model_id + "'"};
+      return ApiError{
+          404, "invalid_request_error", "model", "model_not_found",
+          "the model '" + name + "' does not exist; this server serves '" + limits.model_id + "'"};
   }
   if (auto e = RefuseUnsupported(j, endpoint)) return e;
 
   // Sampling: kvarn run's defaults (llama.cpp's) where the request is silent.
-  if (auto e = GetNumber(j, "temperature", 0.0, 2.0, false, false, &out->sampler.temperature)) return e;
+  if (auto e = GetNumber(j, "temperature", 0.0, 2.0, false, false, &out->sampler.temperature))
+    return e;
   if (auto e = GetNumber(j, "top_p", 0.0, 1.0, true, false, &out->sampler.top_p)) return e;
   if (auto e = GetNumber(j, "min_p", 0.0, 1.0, false, true, &out->sampler.min_p)) return e;
   int64_t top_k = out->sampler.top_k;
@@ -328,13 +333,14 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
   int64_t max_tokens = 0;
   bool has_max = false;
   const char* max_param = "max_tokens";
-  if (endpoint == Endpoint::kChat && Field(j, "max_completion_tokens") != nullptr) max_param = "max_completion_tokens";
+  if (endpoint == Endpoint::kChat && Field(j, "max_completion_tokens") != nullptr)
+    max_param = "max_completion_tokens";
   if (auto e = GetInt(j, max_param, 1, int64_t(1) << 40, &max_tokens, &has_max)) return e;
   if (has_max) {
     if (n_prompt + max_tokens > limits.ctx)
       return BadRequest(max_param, "the prompt (" + std::to_string(n_prompt) + " tokens) + " +
-                                       max_param + " (" + std::to_string(max_tokens) + ") = " +
-                                       std::to_string(n_prompt + max_tokens) +
+                                       max_param + " (" + std::to_string(max_tokens) +
+                                       ") = " + std::to_string(n_prompt + max_tokens) +
                                        " tokens exceed the context of " +
                                        std::to_string(limits.ctx) + " tokens (-c)");
   } else {

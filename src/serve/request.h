@@ -27,8 +27,8 @@ namespace kvarn::serve {
 enum class Endpoint { kChat, kCompletion };
 
 struct RequestLimits {
-  std::string model_id;        // the one model served; "" accepts any name
-  int ctx = 4096;              // per-sequence context: prompt + max_tokens must fit
+  std::string model_id;           // the one model served; "" accepts any name
+  int ctx = 4096;                 // per-sequence context: prompt + max_tokens must fit
   int default_max_tokens = 1024;  // when the request gives none (capped by the context)
   size_t max_stop = 4;            // OpenAI's limit
   size_t max_stop_bytes = 256;
@@ -38,11 +38,11 @@ struct CompletionRequest {
   Endpoint endpoint = Endpoint::kChat;
   std::vector<int32_t> prompt;  // token ids, BOS and chat template applied
   int max_tokens = 0;
-  SamplerParams sampler;        // kvarn run's (and llama-server's) defaults where absent
-  bool seeded = false;          // seed given (otherwise the server draws one)
+  SamplerParams sampler;  // kvarn run's (and llama-server's) defaults where absent
+  bool seeded = false;    // seed given (otherwise the server draws one)
   std::vector<std::string> stop;
   bool stream = false;
-  bool include_usage = false;   // stream_options.include_usage
+  bool include_usage = false;  // stream_options.include_usage
   bool logprobs = false;
   int top_logprobs = 0;
 };
@@ -52,8 +52,7 @@ size_t FirstInvalidUtf8(std::string_view s);
 
 std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint endpoint,
                                                const Tokenizer& tokenizer,
-                                               const RequestLimits& limits,
-                                               CompletionRequest* out);
+                                               const RequestLimits& limits, CompletionRequest* out);
 
 // POST /tokenize {"content": string, "add_special": bool} and /detokenize {"tokens": [ids]}.
 std::optional<ApiError> ParseTokenize(std::string_view body, const Tokenizer& tokenizer,

@@ -77,8 +77,8 @@ Status MatMulRows(const WeightMatrix& w, const PreparedActivations& x, int64_t r
   return Status::Ok();
 }
 
-Status MatMulPrepared(const WeightMatrix& w, const PreparedActivations& x, float* y,
-                      int n_threads, MatMulRoute route) {
+Status MatMulPrepared(const WeightMatrix& w, const PreparedActivations& x, float* y, int n_threads,
+                      MatMulRoute route) {
   // Validate once up front so the workers cannot fail.
   KVARN_RETURN_IF_ERROR(MatMulRows(w, x, 0, 0, y, w.rows, route));
   ParallelFor(n_threads, w.rows, [&](int64_t begin, int64_t end) {

@@ -119,8 +119,7 @@ TEST(KvCachePrefix, CopyContinuesExactlyLikeAColdPrefill) {
     int again;
     ASSERT_TRUE(c->CopyPrefix(donor, 128, &again).ok());
     ASSERT_TRUE(c->RemoveSequence(again).ok());
-    EXPECT_LT(c->Stats().total() - c->Stats().scratch_bytes,
-              with.total() - with.scratch_bytes);
+    EXPECT_LT(c->Stats().total() - c->Stats().scratch_bytes, with.total() - with.scratch_bytes);
   }
 }
 
@@ -136,14 +135,14 @@ TEST(KvCachePrefix, BadLengthsOpenStepsAndBudgetAreErrorsThatChangeNothing) {
   int donor, out = -1;
   ASSERT_TRUE(c->AddSequence(&donor).ok());
   Feed(*c, donor, 64, 1);
-  Feed(*c, donor, 100, 1);  // 164 tokens: blocks 0, 1 full, block 2 partial
+  Feed(*c, donor, 100, 1);                   // 164 tokens: blocks 0, 1 full, block 2 partial
   ASSERT_TRUE(c->BeginStep(donor, 1).ok());  // (encodes block 1: the commit rule)
   EXPECT_EQ(c->CopyPrefix(donor, 64, &out).code(), StatusCode::kInvalidArgument);  // open step
   ASSERT_TRUE(c->AbortStep(donor).ok());
   const CacheStats st = c->Stats();
   EXPECT_EQ(c->CopyPrefix(donor, 100, &out).code(), StatusCode::kInvalidArgument);  // not aligned
   EXPECT_EQ(c->CopyPrefix(donor, 0, &out).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(c->CopyPrefix(donor, 192, &out).code(), StatusCode::kInvalidArgument);  // > 164
+  EXPECT_EQ(c->CopyPrefix(donor, 192, &out).code(), StatusCode::kInvalidArgument);     // > 164
   EXPECT_EQ(c->CopyPrefix(donor + 1, 64, &out).code(), StatusCode::kInvalidArgument);  // no seq
   // Blocks 0 (fp16) and 1 (a record now) need F + R bytes; F are left.
   EXPECT_EQ(c->CopyPrefix(donor, 128, &out).code(), StatusCode::kOutOfMemory);

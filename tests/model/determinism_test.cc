@@ -91,13 +91,13 @@ TEST(Determinism, DecodeBatchEqualsSingleForwards) {
   struct Item { const char* codec; int cache; int prompt; };
 #ifdef KVARN_SANITIZER_BUILD
   // ~10x slower: short prompts (fp16 sink pages and rows only; records are read in release).
-  std::vector<Item> items = {{"kvarn_k4v2_g128", 0, 12}, {"kvarn_k4v2_g128", 0, 5},
-                             {"f16", 1, 7}, {"q8_0", 2, 3}};
+  std::vector<Item> items = {
+      {"kvarn_k4v2_g128", 0, 12}, {"kvarn_k4v2_g128", 0, 5}, {"f16", 1, 7}, {"q8_0", 2, 3}};
 #else
   // 260 tokens: block 1 (128..255) is complete, so it is encoded at the first batched step
   // and read as a record from then on.
-  std::vector<Item> items = {{"kvarn_k4v2_g128", 0, 260}, {"kvarn_k4v2_g128", 0, 20},
-                             {"f16", 1, 40}, {"q8_0", 2, 9}};
+  std::vector<Item> items = {
+      {"kvarn_k4v2_g128", 0, 260}, {"kvarn_k4v2_g128", 0, 20}, {"f16", 1, 40}, {"q8_0", 2, 9}};
 #endif
   const char* codec_names[] = {"kvarn_k4v2_g128", "f16", "q8_0"};
   for (int i = 0; i < 14; ++i) items.push_back({codec_names[i % 3], i % 3, 2 + (i * 5) % 11});

@@ -42,7 +42,8 @@ Status Feed(KvCache& c, int seq, int n) {
 Status RunPlan(KvCache& c, int seq, const SequencePlan& p) {
   while (c.Length(seq) < p.prompt_tokens) {
     const int len = c.Length(seq);
-    KVARN_RETURN_IF_ERROR(Feed(c, seq, std::min(p.prompt_tokens, (len / p.chunk + 1) * p.chunk) - len));
+    KVARN_RETURN_IF_ERROR(
+        Feed(c, seq, std::min(p.prompt_tokens, (len / p.chunk + 1) * p.chunk) - len));
   }
   while (c.Length(seq) < p.final_tokens) KVARN_RETURN_IF_ERROR(Feed(c, seq, 1));
   return Status::Ok();
@@ -54,8 +55,8 @@ struct Case {
 
 // Cold plans: exactly the peak is enough, one byte less is not.
 TEST(Admission, ColdPeakIsExact) {
-  const Case cases[] = {{300, 64, 420}, {5, 256, 200}, {129, 128, 300}, {64, 64, 64},
-                        {1, 256, 1}, {250, 100, 251}, {40, 7, 190}};
+  const Case cases[] = {{300, 64, 420}, {5, 256, 200},   {129, 128, 300}, {64, 64, 64},
+                        {1, 256, 1},    {250, 100, 251}, {40, 7, 190}};
   for (const char* codec : {"kvarn_k4v2_g64", "kivi_k2v2_g64", "q8_0", "f16"}) {
     for (const Case& k : cases) {
       std::unique_ptr<KvCache> probe;

@@ -37,8 +37,8 @@ const Env* LoadEnv() {
   return env->model ? env : nullptr;
 }
 
-#define REQUIRE_MODEL(env)                                              \
-  const Env* env = LoadEnv();                                           \
+#define REQUIRE_MODEL(env)    \
+  const Env* env = LoadEnv(); \
   if (env == nullptr) GTEST_SKIP() << testing::kSmolLM2 << " not fetched"
 
 std::vector<int32_t> Prompt(const Env& env, const std::string& text) {
@@ -141,14 +141,22 @@ struct Server {
 };
 
 std::vector<std::string> Texts() {
-  return {"The capital of France is",     "def fibonacci(n):",
-          "Water boils at",               "Once upon a time, in a small village,",
-          "The three primary colors are", "import numpy as np\n",
-          "My favourite season is",       "In 1969, the first humans",
-          "A haiku about the sea:",       "The quick brown fox",
-          "SELECT name FROM users WHERE", "Photosynthesis is the process",
-          "To make a cup of tea, first",  "The largest planet in the solar system",
-          "Dear diary, today",            "The speed of light is"};
+  return {"The capital of France is",
+          "def fibonacci(n):",
+          "Water boils at",
+          "Once upon a time, in a small village,",
+          "The three primary colors are",
+          "import numpy as np\n",
+          "My favourite season is",
+          "In 1969, the first humans",
+          "A haiku about the sea:",
+          "The quick brown fox",
+          "SELECT name FROM users WHERE",
+          "Photosynthesis is the process",
+          "To make a cup of tea, first",
+          "The largest planet in the solar system",
+          "Dear diary, today",
+          "The speed of light is"};
 }
 
 #ifdef KVARN_SANITIZER_BUILD
@@ -310,7 +318,8 @@ TEST(Engine, CancelFreesPagesAtTheNextStep) {
   ASSERT_FALSE(s.engine->Submit(job).has_value());
   std::vector<JobEvent> events;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (events.empty() && std::chrono::steady_clock::now() < deadline) job->Wait(&events, milliseconds(50));
+  while (events.empty() && std::chrono::steady_clock::now() < deadline)
+    job->Wait(&events, milliseconds(50));
   ASSERT_FALSE(events.empty());
   while (s.engine->Snapshot().cache.sink_bytes == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(milliseconds(5));  // the snapshot is published every 20 ms

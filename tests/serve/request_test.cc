@@ -19,7 +19,8 @@ const Tokenizer* Tok() {
     std::unique_ptr<Tokenizer> t;
     std::unique_ptr<GgufFile> f;
     const std::string path = testing::ModelPath(testing::kSmolLM2);
-    if (testing::FileExists(path) && GgufFile::Open(path, &f).ok()) (void)Tokenizer::FromGguf(*f, &t);
+    if (testing::FileExists(path) && GgufFile::Open(path, &f).ok())
+      (void)Tokenizer::FromGguf(*f, &t);
     return t;
   }();
   return tok.get();
@@ -86,8 +87,10 @@ TEST(Request, BadInputsNameTheirField) {
        "messages[0].content[0].type"},
       {H, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 3}", 400,
        "top_logprobs"},
-      {H, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": []}", 400, "tools"},
-      {H, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_completion_tokens\": 999}",
+      {H, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": []}", 400,
+       "tools"},
+      {H,
+       "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_completion_tokens\": 999}",
        400, "max_completion_tokens"},
   };
   for (const Bad& b : cases) {
@@ -104,8 +107,8 @@ TEST(Request, GoodRequestsGetTheirFieldsAndDefaults) {
   const Tokenizer* tok = Tok();
   if (tok == nullptr) GTEST_SKIP() << testing::kSmolLM2 << " not fetched";
   CompletionRequest r;
-  ASSERT_FALSE(ParseCompletionRequest("{\"prompt\": \"Hello\"}", Endpoint::kCompletion, *tok,
-                                      Limits(), &r));
+  ASSERT_FALSE(
+      ParseCompletionRequest("{\"prompt\": \"Hello\"}", Endpoint::kCompletion, *tok, Limits(), &r));
   std::vector<int32_t> ids;
   ASSERT_TRUE(tok->Encode("Hello", false, &ids).ok());
   if (tok->add_bos() && tok->bos() >= 0) ids.insert(ids.begin(), tok->bos());
@@ -130,7 +133,8 @@ TEST(Request, GoodRequestsGetTheirFieldsAndDefaults) {
       " {\"include_usage\": true}, \"logprobs\": true, \"top_logprobs\": 2, \"user\": \"u\"}";
   ASSERT_FALSE(ParseCompletionRequest(chat, Endpoint::kChat, *tok, Limits(), &r));
   std::vector<int32_t> expect;
-  ASSERT_TRUE(EncodeChat(*tok, {{"system", "Be brief."}, {"user", "Hi there"}}, true, &expect).ok());
+  ASSERT_TRUE(
+      EncodeChat(*tok, {{"system", "Be brief."}, {"user", "Hi there"}}, true, &expect).ok());
   EXPECT_EQ(r.prompt, expect);
   EXPECT_EQ(r.max_tokens, 7);
   EXPECT_EQ(r.sampler.temperature, 0.0f);
@@ -153,9 +157,9 @@ TEST(Request, FirstInvalidUtf8) {
   EXPECT_EQ(FirstInvalidUtf8("plain"), std::string::npos);
   EXPECT_EQ(FirstInvalidUtf8("caf\xC3\xA9"), std::string::npos);
   EXPECT_EQ(FirstInvalidUtf8("caf\xE9!"), 3u);
-  EXPECT_EQ(FirstInvalidUtf8("ab\xC3"), 2u);             // cut short
-  EXPECT_EQ(FirstInvalidUtf8("\xED\xA0\x80"), 0u);       // a surrogate
-  EXPECT_EQ(FirstInvalidUtf8("x\xC0\xAF"), 1u);          // overlong
+  EXPECT_EQ(FirstInvalidUtf8("ab\xC3"), 2u);        // cut short
+  EXPECT_EQ(FirstInvalidUtf8("\xED\xA0\x80"), 0u);  // a surrogate
+  EXPECT_EQ(FirstInvalidUtf8("x\xC0\xAF"), 1u);     // overlong
 }
 
 }  // namespace

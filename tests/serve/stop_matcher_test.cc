@@ -12,7 +12,7 @@ namespace {
 
 // Feeds pieces one by one; returns everything released (with the flush) and whether it matched.
 std::string Feed(const std::vector<std::string>& stops, const std::vector<std::string>& pieces,
-                bool* matched, std::vector<std::string>* released = nullptr) {
+                 bool* matched, std::vector<std::string>* released = nullptr) {
   StopMatcher m(stops);
   std::string out;
   for (const std::string& p : pieces) {

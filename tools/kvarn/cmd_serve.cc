@@ -70,8 +70,8 @@ int Serve(ServeOptions o) {
     plan.final_tokens = ctx - 1;
     full = std::max(full, serve::PeakSequenceBytes(*probe, plan));
   }
-  const size_t budget = o.model.cache_mib > 0 ? o.model.cache_mib << 20
-                                              : size_t(std::max(o.parallel, 1)) * full;
+  const size_t budget =
+      o.model.cache_mib > 0 ? o.model.cache_mib << 20 : size_t(std::max(o.parallel, 1)) * full;
   std::unique_ptr<KvCache> cache;
   if (!(st = model->CreateCache(codec, ctx, budget, &cache)).ok()) return Fail(st);
 
@@ -152,7 +152,8 @@ Runner AddServeCommand(CLI::App& app) {
       "  -b and cache type, whatever else the server is running.");
   AddModelFlags(c, &o->model, "kvarn_k4v2_g128");
   c->add_option("--host", o->host, "address to listen on (default 127.0.0.1)");
-  c->add_option("--port", o->port, "port (0: any free port; default 8080)")->check(CLI::Range(0, 65535));
+  c->add_option("--port", o->port, "port (0: any free port; default 8080)")
+      ->check(CLI::Range(0, 65535));
   c->add_option("-a,--alias", o->alias, "model name clients use (default: the GGUF file's stem)");
   c->add_option("--parallel", o->parallel, "sequences decoding at once, at most (default 8; -np)")
       ->check(CLI::Range(1, 4096));
