@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -422,13 +423,15 @@ void Engine::DecodeStep() {
       running_.end());
 }
 
-bool Engine::HandleToken(Running& r, const float* logits) {
+bool Engine::HandleToken(Running& r, float* logits) {
   const CompletionRequest& rq = r.job->request();
   const int V = model_.config().n_vocab;
   if (r.first_token) {
     r.first_token = false;
     stats_.time_to_first_token.Observe(Seconds(r.job->submitted, Clock::now()));
   }
+  if (rq.ignore_eos)
+    for (int32_t eog : tok_.eog_ids()) logits[eog] = -std::numeric_limits<float>::infinity();
   const int32_t id = r.sampler->Sample(logits, V);
   JobEvent e;
   if (tok_.IsEog(id)) {

@@ -88,7 +88,7 @@ class Engine {
   void PrefillOne();
   void DecodeStep();
   // Samples from logits and moves the request on; false once it has finished.
-  bool HandleToken(Running& r, const float* logits);
+  bool HandleToken(Running& r, float* logits);
   void Finish(Running& r, const std::string& reason, std::string text);
   void Fail(Running& r, const ApiError& error);
   void Retire(Running& r);  // frees (or caches the prefix of) its sequence

@@ -294,6 +294,7 @@ std::optional<ApiError> ParseCompletionRequest(std::string_view body, Endpoint e
     }
   }
 
+  if (auto e = GetBool(j, "ignore_eos", &out->ignore_eos)) return e;
   if (auto e = GetBool(j, "stream", &out->stream)) return e;
   if (const json* so = Field(j, "stream_options"); so != nullptr) {
     if (!so->is_object()) return WrongType("stream_options", "an object", *so);

@@ -5,7 +5,8 @@
 // Accepted: model, messages (content as a string or an array of text parts) or prompt (a string,
 // one string in an array, or token ids), max_tokens / max_completion_tokens, temperature, top_p,
 // top_k, min_p, seed, stop (a string or up to kMaxStop strings), stream, stream_options
-// .include_usage, logprobs / top_logprobs (chat: bool + 0..20; completions: 0..5), n (1 only).
+// .include_usage, logprobs / top_logprobs (chat: bool + 0..20; completions: 0..5), n (1 only),
+// and llama-server's extensions top_k, min_p and ignore_eos.
 // Refused with a message rather than silently ignored: n > 1, echo, suffix, best_of > 1,
 // non-zero presence/frequency penalties, logit_bias, tools and functions, response_format other
 // than text, roles other than system/developer/user/assistant, non-text content parts.
@@ -45,6 +46,7 @@ struct CompletionRequest {
   bool include_usage = false;  // stream_options.include_usage
   bool logprobs = false;
   int top_logprobs = 0;
+  bool ignore_eos = false;  // llama-server's extension: never sample an end-of-generation
 };
 
 // The byte offset of the first byte of s that is not part of valid UTF-8, or npos.

@@ -73,6 +73,7 @@ TEST(Request, BadInputsNameTheirField) {
       {C, "{\"prompt\": \"ok\", \"stop\": [\"a\", 1]}", 400, "stop[1]"},
       {C, "{\"prompt\": \"ok\", \"stop\": \"\"}", 400, "stop"},
       {C, "{\"prompt\": \"ok\", \"stream\": 1}", 400, "stream"},
+      {C, "{\"prompt\": \"ok\", \"ignore_eos\": \"no\"}", 400, "ignore_eos"},
       {C, "{\"prompt\": \"ok\", \"logprobs\": 6}", 400, "logprobs"},
       {C, "{\"prompt\": \"ok\", \"n\": 2}", 400, "n"},
       {C, "{\"prompt\": \"ok\", \"echo\": true}", 400, "echo"},
@@ -146,9 +147,11 @@ TEST(Request, GoodRequestsGetTheirFieldsAndDefaults) {
   EXPECT_TRUE(r.logprobs);
   EXPECT_EQ(r.top_logprobs, 2);
   // Token-id prompts are taken as they are.
-  ASSERT_FALSE(ParseCompletionRequest("{\"prompt\": [5, 6, 7], \"logprobs\": 0}",
-                                      Endpoint::kCompletion, *tok, Limits(), &r));
+  ASSERT_FALSE(
+      ParseCompletionRequest("{\"prompt\": [5, 6, 7], \"logprobs\": 0, \"ignore_eos\": true}",
+                             Endpoint::kCompletion, *tok, Limits(), &r));
   EXPECT_EQ(r.prompt, (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_TRUE(r.ignore_eos);
   EXPECT_TRUE(r.logprobs);
   EXPECT_EQ(r.top_logprobs, 0);
 }
