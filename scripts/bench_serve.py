@@ -332,7 +332,7 @@ def main():
           "| ITL p50 / p99 ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['config']} | {r['admitted_at_once']} | {r['gen_tok_s']:.1f} "
+        print(f"| {r['config']} | {int(r['admitted_at_once'])} | {r['gen_tok_s']:.1f} "
               f"| {r['decode_tok_s']:.1f} | {r['ttft_p50_s']:.1f} / {r['ttft_p99_s']:.1f} "
               f"| {r['itl_p50_ms']:.0f} / {r['itl_p99_ms']:.0f} |")
     if a.json:
