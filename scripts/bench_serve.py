@@ -239,7 +239,8 @@ def bench_kvarn(a, cache_type, prompts_by_port):
                                     lambda: metric(metrics(port), "kvarn_requests_running"))
         m1 = metrics(port)
         dt = metric(m1, "kvarn_decode_seconds_total") - metric(m0, "kvarn_decode_seconds_total")
-        dn = metric(m1, "kvarn_tokens_generated_total") - metric(m0, "kvarn_tokens_generated_total")
+        # Tokens computed by decode steps: steps weighted by their batch (the histogram's sum).
+        dn = metric(m1, "kvarn_decode_batch_size_sum") - metric(m0, "kvarn_decode_batch_size_sum")
         steps = metric(m1, "kvarn_decode_steps_total") - metric(m0, "kvarn_decode_steps_total")
         extra = {"server_decode_tok_s": dn / dt if dt > 0 else float("nan"),
                  "server_decode_steps": steps,

@@ -395,6 +395,7 @@ void Engine::DecodeStep() {
     const double dt = Seconds(t0, Clock::now());
     stats_.decode_seconds += dt;
     ++stats_.decode_steps;
+    stats_.decode_tokens += int64_t(items.size());
     stats_.last_batch = int(items.size());
     stats_.decode_step_seconds.Observe(dt);
     stats_.decode_batch_size.Observe(double(items.size()));

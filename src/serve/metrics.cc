@@ -99,7 +99,7 @@ std::string RenderPrometheus(const EngineSnapshot& s, const HttpCounts& http,
   w.One("kvarn_decode_tokens_per_second", "gauge",
         "Aggregate decode throughput over the server's life: tokens fed to decode steps / decode "
         "seconds.",
-        s.decode_seconds > 0 ? double(s.generated_tokens) / s.decode_seconds : 0.0);
+        s.decode_seconds > 0 ? double(s.decode_tokens) / s.decode_seconds : 0.0);
   w.One("kvarn_decode_steps_total", "counter",
         "Decode steps (one token of every decoding "
         "sequence each).",

@@ -40,6 +40,7 @@ struct EngineSnapshot {
   int64_t prompt_tokens_cached = 0;  // reused from the prefix cache instead
   int64_t generated_tokens = 0;
   int64_t decode_steps = 0;
+  int64_t decode_tokens = 0;  // tokens computed by decode steps (sequences x steps)
   double prefill_seconds = 0.0, decode_seconds = 0.0;
   // Now.
   int waiting = 0, running = 0, last_batch = 0, prefix_entries = 0;
