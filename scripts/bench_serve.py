@@ -22,8 +22,8 @@ budget holds at its cache type's bytes per token, cut into slots of prompt + gen
 slots wait in its queue.
 
 Usage: scripts/bench_serve.py [--clients 16] [--prompt-tokens 2048] [--gen 256]
-         [--budget-mib 256] [--cache-types f16 q8_0 kvarn_k4v2_g128] [--llama-types q8_0 f16]
-         [--model GGUF] [--threads 2] [--json out.json]
+         [--budget-mib 256] [--cache-types f16 q8_0 kvarn_k4v2_g128] [--llama-types f16 q8_0]
+         [--model GGUF] [--threads 2] [--json out.json] [--capacity-only]
 Needs build/release (scripts/run.sh or cmake --build --preset release) and, for the comparison,
 llama-server (scripts/bench_llamacpp.sh server). Only 127.0.0.1 is used; every server is killed
 at the end or at --deadline seconds.
@@ -250,6 +250,42 @@ def bench_kvarn(a, cache_type, prompts_by_port):
         srv.stop()
 
 
+def capacity_kvarn(a, cache_type, prompts_by_port):
+    """Sequences admitted at once: admission is the cache's arithmetic, decided before any
+    prefill, so firing --clients requests and reading kvarn_requests_running measures it
+    without running them to the end."""
+    port = free_port()
+    ctx = a.prompt_tokens + a.gen + 64
+    cmd = ["nice", "-n", str(a.nice), a.kvarn, "serve", "-m", a.model, "--host", "127.0.0.1",
+           "--port", str(port), "-c", str(ctx), "-t", str(a.threads), "--cache-type", cache_type,
+           "--cache-budget-mib", str(a.budget_mib), "--parallel", str(a.clients), "--queue",
+           str(a.clients), "-b", str(a.batch), "--no-prefix-cache"]
+    srv = Server(cmd, port, os.path.join(a.logdir, f"capacity-{cache_type}.log"))
+    try:
+        prompts = prompts_by_port(port)
+        conns = []
+        for p in prompts:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("POST", "/v1/completions", body=json.dumps(
+                {"prompt": p, "max_tokens": a.gen, "ignore_eos": True, "stream": True}),
+                headers={"Content-Type": "application/json"})
+            conns.append(c)
+        end, peak, waiting = time.time() + 5, 0, 0
+        while time.time() < end:
+            m = metrics(port)
+            peak = max(peak, int(metric(m, "kvarn_requests_running")))
+            waiting = int(metric(m, "kvarn_requests_waiting"))
+            if peak + waiting == len(prompts) and peak > 0:
+                break
+            time.sleep(0.05)
+        for c in conns:
+            c.close()
+        return {"config": f"kvarn {cache_type}", "admitted_at_once": peak, "waiting": waiting,
+                "reserved_bytes": metric(m, "kvarn_kv_cache_reserved_bytes")}, prompts
+    finally:
+        srv.stop()
+
+
 def model_shape(model_path):
     """n_layers, n_kv_heads, head_dim from the GGUF header, via kvarn's own reader."""
     r = subprocess.run([a_global.kvarn, "run", "-m", model_path, "-p", "x", "-n", "0"],
@@ -304,6 +340,8 @@ def main():
     ap.add_argument("--logdir", default="/tmp/kvarn-bench-serve")
     ap.add_argument("--json", default="")
     ap.add_argument("--deadline", type=float, default=7200)
+    ap.add_argument("--capacity-only", action="store_true",
+                    help="only measure the sequences admitted at once (no generation)")
     a = ap.parse_args()
     a_global = a
     os.makedirs(a.logdir, exist_ok=True)
@@ -316,6 +354,18 @@ def main():
           f"prompt + {a.gen} generated, KV budget {a.budget_mib} MiB, {a.threads} threads, chunk {a.batch}")
     print(f"# cpu: {cpu}, {os.cpu_count()} cores; load before: {os.getloadavg()}")
     rows, prompts = [], None
+    if a.capacity_only:
+        for ct in a.cache_types:
+            r, p = capacity_kvarn(a, ct, lambda port: prompts or make_prompts(
+                port, a.clients, a.prompt_tokens, a.corpus))
+            prompts = prompts or p
+            print(json.dumps(r), flush=True)
+        L, Hk, D = model_shape(a.model)
+        for ct in a.llama_types:
+            per_token = L * Hk * D * 2 * LLAMA_BYTES_PER_VALUE[ct]
+            slots = int(a.budget_mib * (1 << 20) // (per_token * (a.prompt_tokens + a.gen + 64)))
+            print(json.dumps({"config": f"llama-server {ct}", "slots_in_budget": slots}))
+        return
     for ct in a.cache_types:
         r, p = bench_kvarn(a, ct, lambda port: prompts or make_prompts(
             port, a.clients, a.prompt_tokens, a.corpus))

@@ -188,7 +188,7 @@ void Engine::Loop() {
     ReapCancelled();
     Admit();
     if (running_.empty()) continue;
-    PrefillOne();
+    PrefillStep();
     DecodeStep();
     Publish(false);
   }
@@ -345,10 +345,15 @@ void Engine::Admit() {
   }
 }
 
-void Engine::PrefillOne() {
+void Engine::PrefillStep() {
+  const int budget = opt_.prefill_rows_per_step > 0 ? opt_.prefill_rows_per_step : opt_.chunk;
+  int rows = 0;
   for (auto& rp : running_) {
+    if (rows >= budget) break;
     Running& r = *rp;
     if (r.decoding || r.done) continue;
+    // The next chunk ends at the next multiple of the chunk size: fixed by position, whatever
+    // else runs (the chunk's rows and its commit-rule state decide the prompt's K/V).
     const int n_prompt = int(r.prompt().size());
     const int end = std::min(n_prompt, (r.pos / opt_.chunk + 1) * opt_.chunk);
     ForwardOptions fo;
@@ -360,15 +365,15 @@ void Engine::PrefillOne() {
     stats_.prefill_seconds += Seconds(t0, Clock::now());
     if (!st.ok()) {
       Fail(r, ServerError(500, "prefill failed: " + st.message()));
-      break;
+      continue;
     }
+    rows += end - r.pos;
     stats_.prompt_tokens += end - r.pos;
     r.pos = end;
     if (r.pos == n_prompt) {
       r.decoding = true;
       HandleToken(r, out.logits.data());
     }
-    break;  // one chunk per step
   }
   running_.erase(
       std::remove_if(running_.begin(), running_.end(), [](const auto& r) { return r->done; }),

@@ -1,9 +1,10 @@
 // Engine: the scheduler of `kvarn serve`. One thread owns the model's KV cache and runs, in a
 // loop: drop cancelled requests (their pages are freed at once), admit waiting requests whose
-// worst case fits the byte budget, prefill one chunk of the oldest admitted prompt, and one
-// decode step of every decoding sequence together (Model::DecodeBatch: the weights are read once
-// per tile of sequences, not once per sequence). A long prompt thus delays the others' next
-// token by one chunk per step, never by its whole prefill.
+// worst case fits the byte budget, prefill up to one chunk's worth of prompt rows (the next
+// chunks of the oldest admitted prompts, each its own forward pass), and one decode step of
+// every decoding sequence together (Model::DecodeBatch: the weights are read once per tile of
+// sequences, not once per sequence). A long prompt thus delays the others' next token by one
+// chunk per step, never by its whole prefill.
 //
 // Determinism. Every request's tokens are exactly what it would get alone, whatever else runs:
 //  - prefill chunks end at multiples of the chunk size (absolute positions, as `kvarn run -b`
@@ -44,7 +45,10 @@ namespace kvarn::serve {
 
 struct EngineOptions {
   int n_threads = 1;
-  int chunk = 256;           // prefill chunk (-b): chunks end at multiples of it
+  int chunk = 256;  // prefill chunk (-b): chunks end at multiples of it
+  // Prompt rows prefilled per step, over one or more requests' chunks (at least one chunk);
+  // 0: one chunk's worth. Bounds how long a step's prefill delays the decoding streams.
+  int prefill_rows_per_step = 0;
   int max_running = 8;       // --parallel: live sequences at most
   int max_waiting = 32;      // --queue: waiting requests at most (then 429)
   bool prefix_reuse = true;  // --no-prefix-cache turns it off
@@ -85,7 +89,7 @@ class Engine {
   void Loop();
   void ReapCancelled();
   void Admit();
-  void PrefillOne();
+  void PrefillStep();
   void DecodeStep();
   // Samples from logits and moves the request on; false once it has finished.
   bool HandleToken(Running& r, float* logits);

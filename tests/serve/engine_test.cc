@@ -128,12 +128,12 @@ std::vector<int32_t> RunAlone(const Env& env, const char* codec, const std::vect
 }
 
 struct Server {
-  Server(const Env& env, const char* codec, size_t budget, EngineOptions o) {
+  Server(const Env& env, const char* codec, size_t budget, EngineOptions o, bool start = true) {
     CodecSpec spec;
     EXPECT_TRUE(ParseCodecSpec(codec, &spec).ok());
     EXPECT_TRUE(env.model->CreateCache(spec, 1024, budget, &cache).ok());
     engine = std::make_unique<Engine>(*env.model, *env.tok, *cache, o);
-    engine->Start();
+    if (start) engine->Start();
   }
   ~Server() { engine->Stop(); }
   std::unique_ptr<KvCache> cache;
@@ -170,20 +170,28 @@ TEST(Engine, ConcurrentGreedyRequestsEqualEachAloneAndKvarnRun) {
   EngineOptions o;
   o.n_threads = 2;
   o.chunk = 4;  // prompts of 5-10 tokens: two or three chunks each, the last one short
+  o.prefill_rows_per_step = 64;  // every prompt prefilled within a few steps: they decode together
   o.max_running = 16;
   o.prefix_reuse = false;
-  Server s(*env, "kvarn_k4v2_g128", size_t(1) << 30, o);
+  // All submitted before the scheduler starts: its first step admits every one.
+  Server s(*env, "kvarn_k4v2_g128", size_t(1) << 30, o, /*start=*/false);
   const auto texts = Texts();
   std::vector<std::shared_ptr<Job>> jobs;
   for (int i = 0; i < kRequests; ++i) {
     jobs.push_back(std::make_shared<Job>(Greedy(Prompt(*env, texts[size_t(i)]), kTokens)));
     ASSERT_FALSE(s.engine->Submit(jobs.back()).has_value());
   }
+  s.engine->Start();
   std::vector<Result> together;
   for (auto& j : jobs) together.push_back(Collect(*j));
-  // The decode steps did run batched.
+  // The decode steps did run batched: some with more than 8 sequences (past the size where the
+  // matrix products would take the GEMM path without the per-token route).
   const EngineSnapshot snap = s.engine->Snapshot();
-  EXPECT_GE(snap.decode_batch_size.sum(), double(snap.decode_steps) * 2.0);
+  const auto& bounds = snap.decode_batch_size.bounds();
+  uint64_t over8 = 0;
+  for (size_t b = 0; b <= bounds.size(); ++b)
+    if (b == bounds.size() || bounds[b] > 8) over8 += snap.decode_batch_size.counts()[b];
+  EXPECT_GT(over8, 0u) << "no decode step had more than 8 sequences";
   for (int i = 0; i < kRequests; ++i) {
     const auto prompt = Prompt(*env, texts[size_t(i)]);
     const Result& r = together[size_t(i)];
@@ -228,8 +236,9 @@ TEST(Engine, PrefixReuseEqualsColdPrefill) {
   while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
   const int expect_cached = int(std::min(common, b.size() - 1)) / align * align;
   ASSERT_GE(expect_cached, 256);
-  ASSERT_NE(expect_cached, int(common) / 128 * 128) << "the test needs a block-aligned cut "
-                                                       "that is not chunk-aligned";
+  if (align != 128) {  // release: a block-aligned cut that is not chunk-aligned would differ
+    ASSERT_NE(expect_cached, int(common) / 128 * 128);
+  }
   auto ja = std::make_shared<Job>(Greedy(a, 2));
   ASSERT_FALSE(warm.engine->Submit(ja).has_value());
   const Result ra = Collect(*ja);
