@@ -270,13 +270,21 @@ def capacity_kvarn(a, cache_type, prompts_by_port):
                 {"prompt": p, "max_tokens": a.gen, "ignore_eos": True, "stream": True}),
                 headers={"Content-Type": "application/json"})
             conns.append(c)
-        end, peak, waiting = time.time() + 5, 0, 0
+        # Admission runs at the start of each scheduler step. Once every request has arrived,
+        # two more prefill steps guarantee an admission pass after the last arrival.
+        end, peak, waiting, changes, last = time.time() + 300, 0, 0, -1, None
         while time.time() < end:
             m = metrics(port)
             peak = max(peak, int(metric(m, "kvarn_requests_running")))
             waiting = int(metric(m, "kvarn_requests_waiting"))
-            if peak + waiting == len(prompts) and peak > 0:
-                break
+            done = metric(m, "kvarn_prompt_tokens_total")
+            if peak + waiting == len(prompts):
+                if changes < 0:
+                    changes, last = 0, done
+                elif done != last:
+                    changes, last = changes + 1, done
+                if changes >= 2:
+                    break
             time.sleep(0.05)
         for c in conns:
             c.close()

@@ -186,7 +186,9 @@ void Engine::Loop() {
       if (stop_) break;
     }
     ReapCancelled();
+    const size_t before = running_.size();
     Admit();
+    if (running_.size() != before) Publish(true);  // visible before a long prefill step
     if (running_.empty()) continue;
     PrefillStep();
     DecodeStep();
