@@ -3,11 +3,12 @@
 # benchmark models, so that kvarn's numbers can be compared with llama.cpp on the same machine,
 # models and thread count. See BENCHMARKS.md, section "llama.cpp on this machine".
 #
-# Usage: scripts/bench_llamacpp.sh [build|smollm2|qwen|all]...   (default: all)
+# Usage: scripts/bench_llamacpp.sh [build|server|smollm2|qwen|all]...   (default: all)
 #   build    fetch the pinned llama-cpp-python sdist (PyPI), extract its vendor/llama.cpp, and build
 #            llama-bench, llama-perplexity and llama-completion (cmake Release, CPU only, -j2, nice)
 #   smollm2  build if needed, then llama-bench on SmolLM2-135M-Instruct.Q4_1.gguf
 #   qwen     build if needed, then llama-bench on qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+#   server   build llama-server and llama-cli too (for scripts/bench_serve.py)
 #   all      build, smollm2, qwen
 #
 # Cache: $KVARN_CACHE, default ${XDG_CACHE_HOME:-$HOME/.cache}/kvarn (the models from
@@ -23,7 +24,8 @@
 #   JOBS=2              build parallelism
 #   NICE=10             nice level of the build (the benchmarks themselves run at normal priority)
 #   SMOLLM2_DEPTHS, QWEN_DEPTHS   depths of the decode sweep (default 2048,4096,8192)
-#   LLAMACPP_WITH_CLI=1 also build llama-cli (it needs llama.cpp's whole server: a long build)
+#   LLAMACPP_WITH_CLI=1 also build llama-cli and llama-server (they need llama.cpp's whole server:
+#                       a long build); the `server` command does the same
 #   OMP_WAIT_POLICY     passed through to OpenMP (printed in the header); on a loaded machine
 #                       'passive' avoids spin-waiting threads (see BENCHMARKS.md)
 set -euo pipefail
@@ -71,8 +73,10 @@ CMAKE_FLAGS=(
   -DLLAMA_BUILD_COMMIT="${LLAMA_COMMIT:0:9}"
   -DLLAMA_BUILD_NUMBER=0
 )
-if [[ "${LLAMACPP_WITH_CLI:-0}" == 1 ]]; then
-  TARGETS+=(llama-cli)
+# llama-server (scripts/bench_serve.py's comparison) is built with llama-cli: both need the server
+# sources, so either the environment variable or the `server` command turns both on.
+if [[ "${LLAMACPP_WITH_CLI:-0}" == 1 || " $* " == *" server "* ]]; then
+  TARGETS+=(llama-cli llama-server)
   CMAKE_FLAGS+=(-DLLAMA_BUILD_SERVER=ON)
 else
   CMAKE_FLAGS+=(-DLLAMA_BUILD_SERVER=OFF)
@@ -267,13 +271,13 @@ main() {
   local c
   for c in "${cmds[@]}"; do
     case "$c" in
-      build | smollm2 | qwen | all) ;;
-      *) die "unknown command '$c' (build|smollm2|qwen|all)" ;;
+      build | server | smollm2 | qwen | all) ;;
+      *) die "unknown command '$c' (build|server|smollm2|qwen|all)" ;;
     esac
   done
   for c in "${cmds[@]}"; do
     case "$c" in
-      build) build ;;
+      build | server) build ;;
       smollm2) header; run_model smollm2 "$SMOLLM2_FILE" "$SMOLLM2_DEPTHS" ;;
       qwen) header; run_model qwen "$QWEN_FILE" "$QWEN_DEPTHS" ;;
       all)

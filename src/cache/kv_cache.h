@@ -128,6 +128,14 @@ class KvCache {
   // watermark), e.g. to reuse a prefilled prompt prefix for several continuations. Fails
   // without allocating anything if the byte budget cannot hold the copy, or inside an open step.
   Status CopySequence(int src, int* dst);
+  // A new sequence holding the first `length` tokens of src (kv_cache_prefix.cc), for prefix
+  // reuse: length must be a multiple of block_tokens() and at most src's committed length, so
+  // every copied block holds only prefix tokens. Its state is what a sequence that was fed
+  // exactly those tokens holds, except that blocks src has already encoded arrive encoded; the
+  // commit rule encodes the others at the next BeginStep, from the same fp16 values, so every
+  // later step reads the same bytes. All-or-nothing against the byte budget; not inside an open
+  // step of src.
+  Status CopyPrefix(int src, int length, int* dst);
 
   Status BeginStep(int seq, int n_new);
   // k, v: [n][Hk][D] model-frame values of positions pos .. pos+n-1, which must lie in the

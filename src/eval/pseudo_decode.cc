@@ -276,24 +276,16 @@ Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, in
         StartGeneration(model, specs[i], prompt, n_steps, n_threads, &caches[i], &seqs[i], &next[i])
             .WithContext(specs[i].Name()));
   }
-  // Greedy steps of every sequence in lockstep, up to kMaxDecodeBatch per DecodeBatch call (the
-  // weights are read once per call; each item's logits are bit-identical to a lone Forward).
+  // Greedy steps of every sequence in lockstep, one DecodeBatch call per step (the weights are
+  // read once per call; each item's logits are bit-identical to a lone Forward).
   std::vector<float> logits;
-  std::vector<int32_t> tokens;
+  std::vector<KvCache*> cs;
+  for (size_t i = 0; i < k; ++i) cs.push_back(caches[i].get());
   for (int s = 0; s < n_steps; ++s) {
     for (size_t i = 0; i < k; ++i) ids[i].push_back(next[i]);
     if (s + 1 == n_steps) break;  // the last token's successor is never used
-    for (size_t b = 0; b < k; b += Model::kMaxDecodeBatch) {
-      const size_t e = std::min(k, b + Model::kMaxDecodeBatch);
-      std::vector<KvCache*> cs;
-      for (size_t i = b; i < e; ++i) cs.push_back(caches[i].get());
-      tokens.assign(next.begin() + ptrdiff_t(b), next.begin() + ptrdiff_t(e));
-      KVARN_RETURN_IF_ERROR(model.DecodeBatch(
-          cs, std::vector<int>(seqs.begin() + ptrdiff_t(b), seqs.begin() + ptrdiff_t(e)), tokens,
-          n_threads, &logits));
-      for (size_t i = b; i < e; ++i)
-        next[i] = int32_t(Argmax(logits.data() + (i - b) * size_t(V), V));
-    }
+    KVARN_RETURN_IF_ERROR(model.DecodeBatch(cs, seqs, next, n_threads, &logits));
+    for (size_t i = 0; i < k; ++i) next[i] = int32_t(Argmax(logits.data() + i * size_t(V), V));
   }
   results->assign(codecs.size(), GenerationResult());
   for (size_t c = 0; c < codecs.size(); ++c) {

@@ -71,7 +71,7 @@ Status RunGeneration(const Model& model, const std::vector<int32_t>& prompt, int
 
 // The same for several cache types at once (what kvarn eval runs): the exact run and every
 // cache type decode in lockstep through Model::DecodeBatch, so the weights are read once per
-// step for up to kMaxDecodeBatch sequences. Results [codecs] equal RunGeneration's (tested).
+// step for all of them. Results [codecs] equal RunGeneration's (tested).
 Status RunGenerations(const Model& model, const std::vector<int32_t>& prompt, int n_steps,
                       const std::vector<CodecSpec>& codecs, int n_threads,
                       std::vector<GenerationResult>* results);

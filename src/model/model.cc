@@ -72,13 +72,13 @@ Status Model::Forward(KvCache& cache, int seq, const int32_t* tokens, int n,
 
 // Shared by ForwardChunk and DecodeBatch. x [n][E] -> xn = RmsNorm(x), and the biased
 // projections q [n][H*D], k, v [n][Hk*D] (before RoPE).
-Status Model::AttentionInputs(const LayerWeights& L, const float* x, int n, int T, float* xn,
-                              float* q, float* k, float* v) const {
+Status Model::AttentionInputs(const LayerWeights& L, const float* x, int n, int T,
+                              MatMulRoute route, float* xn, float* q, float* k, float* v) const {
   const ModelConfig& c = config_;
   RmsNorm(x, L.attn_norm, n, c.n_embd, c.rms_eps, xn);
-  KVARN_RETURN_IF_ERROR(MatMul(L.wq, xn, n, q, T));
-  KVARN_RETURN_IF_ERROR(MatMul(L.wk, xn, n, k, T));
-  KVARN_RETURN_IF_ERROR(MatMul(L.wv, xn, n, v, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wq, xn, n, q, T, route));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wk, xn, n, k, T, route));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wv, xn, n, v, T, route));
   AddBias(q, L.bq, n, c.n_heads * c.head_dim);
   AddBias(k, L.bk, n, c.n_kv_heads * c.head_dim);
   AddBias(v, L.bv, n, c.n_kv_heads * c.head_dim);
@@ -86,17 +86,17 @@ Status Model::AttentionInputs(const LayerWeights& L, const float* x, int n, int 
 }
 
 // The rest of a layer: x += Wo att; x += FFN(RmsNorm(x)). Scratch: xn, y [n][E]; g, u [n][F].
-Status Model::LayerOutput(const LayerWeights& L, const float* att, int n, int T, float* x,
-                          float* xn, float* g, float* u, float* y) const {
+Status Model::LayerOutput(const LayerWeights& L, const float* att, int n, int T, MatMulRoute route,
+                          float* x, float* xn, float* g, float* u, float* y) const {
   const ModelConfig& c = config_;
   const size_t nx = size_t(n) * size_t(c.n_embd);
-  KVARN_RETURN_IF_ERROR(MatMul(L.wo, att, n, y, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.wo, att, n, y, T, route));
   for (size_t i = 0; i < nx; ++i) x[i] += y[i];
   RmsNorm(x, L.ffn_norm, n, c.n_embd, c.rms_eps, xn);
-  KVARN_RETURN_IF_ERROR(MatMul(L.w_gate, xn, n, g, T));
-  KVARN_RETURN_IF_ERROR(MatMul(L.w_up, xn, n, u, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_gate, xn, n, g, T, route));
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_up, xn, n, u, T, route));
   SwiGlu(g, u, size_t(n) * size_t(c.n_ff), g);
-  KVARN_RETURN_IF_ERROR(MatMul(L.w_down, g, n, y, T));
+  KVARN_RETURN_IF_ERROR(MatMul(L.w_down, g, n, y, T, route));
   for (size_t i = 0; i < nx; ++i) x[i] += y[i];
   return Status::Ok();
 }
@@ -127,7 +127,8 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = weights_.layers[size_t(l)];
-    KVARN_RETURN_IF_ERROR(AttentionInputs(L, x.data(), n, T, xn.data(), q.data(), k.data(), v.data()));
+    KVARN_RETURN_IF_ERROR(AttentionInputs(L, x.data(), n, T, MatMulRoute::kAuto, xn.data(),
+                                          q.data(), k.data(), v.data()));
     rope.Apply(q.data(), n, H, pos0);
     rope.Apply(k.data(), n, Hk, pos0);
     // The cache rejects non-finite K/V naming layer and position; queries are checked here.
@@ -140,7 +141,8 @@ Status Model::ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n
     KVARN_RETURN_IF_ERROR(cache.Write(seq, l, pos0, n, k.data(), v.data()));
     KVARN_RETURN_IF_ERROR(Attend(cache, view, l, ap, q.data(), n, pos0, att.data()));
     if (opt.on_attention) opt.on_attention(l, att.data(), n);
-    KVARN_RETURN_IF_ERROR(LayerOutput(L, att.data(), n, T, x.data(), xn.data(), g.data(), u.data(), y.data()));
+    KVARN_RETURN_IF_ERROR(LayerOutput(L, att.data(), n, T, MatMulRoute::kAuto, x.data(), xn.data(),
+                                      g.data(), u.data(), y.data()));
     if (FindNonFinite(x.data(), n, E, &bt, &bi))
       return NonFinite("layer " + std::to_string(l) + ", position " + std::to_string(pos0 + bt) +
                        ": non-finite activation (hidden channel " + std::to_string(bi) + ")");
@@ -158,12 +160,11 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
                           const std::vector<int32_t>& tokens, int n_threads,
                           std::vector<float>* logits) const {
   const int n = int(tokens.size());
-  if (n < 1 || n > kMaxDecodeBatch || caches.size() != tokens.size() ||
-      seqs.size() != tokens.size())
+  if (n < 1 || caches.size() != tokens.size() || seqs.size() != tokens.size())
     return InvalidArgument("decode batch: " + std::to_string(n) + " tokens, " +
                            std::to_string(caches.size()) + " caches, " +
-                           std::to_string(seqs.size()) + " sequences (1 to " +
-                           std::to_string(kMaxDecodeBatch) + " items, one of each per item)");
+                           std::to_string(seqs.size()) +
+                           " sequences (one of each per item, at least one item)");
   for (int i = 0; i < n; ++i) {
     if (caches[size_t(i)] == nullptr) return InvalidArgument("decode batch: null cache");
     if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.n_vocab)
@@ -212,7 +213,10 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
   ap.n_threads = T;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = weights_.layers[size_t(l)];
-    if (!(st = AttentionInputs(L, x.data(), n, T, xn.data(), q.data(), k.data(), v.data())).ok())
+    // kPerToken: whatever the number of items, each one's products are those of a lone token.
+    if (!(st = AttentionInputs(L, x.data(), n, T, MatMulRoute::kPerToken, xn.data(), q.data(),
+                               k.data(), v.data()))
+             .ok())
       return abort_all(st);
     for (int i = 0; i < n; ++i) {
       float* qi = q.data() + size_t(i) * QD;
@@ -232,7 +236,9 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
                         att.data() + size_t(i) * QD)).ok())
         return abort_all(st);
     }
-    if (!(st = LayerOutput(L, att.data(), n, T, x.data(), xn.data(), g.data(), u.data(), y.data())).ok())
+    if (!(st = LayerOutput(L, att.data(), n, T, MatMulRoute::kPerToken, x.data(), xn.data(),
+                           g.data(), u.data(), y.data()))
+             .ok())
       return abort_all(st);
     int bt = 0, bi = 0;
     if (FindNonFinite(x.data(), n, E, &bt, &bi))
@@ -243,7 +249,8 @@ Status Model::DecodeBatch(const std::vector<KvCache*>& caches, const std::vector
   }
   RmsNorm(x.data(), weights_.output_norm, n, E, c.rms_eps, xn.data());
   logits->resize(size_t(n) * size_t(c.n_vocab));
-  if (!(st = MatMul(weights_.output, xn.data(), n, logits->data(), T)).ok()) return abort_all(st);
+  if (!(st = MatMul(weights_.output, xn.data(), n, logits->data(), T, MatMulRoute::kPerToken)).ok())
+    return abort_all(st);
   for (int i = 0; i < n; ++i) {
     if (!(st = caches[size_t(i)]->EndStep(seqs[size_t(i)])).ok()) {
       for (int j = i + 1; j < n; ++j) (void)caches[size_t(j)]->AbortStep(seqs[size_t(j)]);

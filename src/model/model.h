@@ -14,6 +14,7 @@
 #include "model/config.h"
 #include "model/gguf.h"
 #include "model/weights.h"
+#include "weights/matmul.h"
 
 namespace kvarn {
 
@@ -57,11 +58,11 @@ class Model {
 
   // One decode step of several sequences at once: item i appends tokens[i] to (caches[i],
   // seqs[i]) and gets the next-token logits in logits[i * n_vocab ...]. The weights are read
-  // once for all items (decode is bound by reading them), attention runs per item on its own
-  // cache. Items must be distinct (cache, sequence) pairs. Up to kMaxDecodeBatch items, the
-  // matrix products take their per-token path, so each item's logits are bit-identical to a
-  // Forward of that token alone. On error every item's step is abandoned.
-  static constexpr int kMaxDecodeBatch = 7;
+  // once per tile of items (decode is bound by reading them), attention runs per item on its
+  // own cache. Items must be distinct (cache, sequence) pairs; any number of them. The matrix
+  // products take their per-token route (MatMulRoute::kPerToken), so each item's logits are
+  // bit-identical to a Forward of that token alone, whatever else shares the step. On error
+  // every item's step is abandoned.
   Status DecodeBatch(const std::vector<KvCache*>& caches, const std::vector<int>& seqs,
                      const std::vector<int32_t>& tokens, int n_threads,
                      std::vector<float>* logits) const;
@@ -71,10 +72,10 @@ class Model {
 
  private:
   Model() = default;
-  Status AttentionInputs(const LayerWeights& L, const float* x, int n, int T, float* xn, float* q,
-                         float* k, float* v) const;
-  Status LayerOutput(const LayerWeights& L, const float* att, int n, int T, float* x, float* xn,
-                     float* g, float* u, float* y) const;
+  Status AttentionInputs(const LayerWeights& L, const float* x, int n, int T, MatMulRoute route,
+                         float* xn, float* q, float* k, float* v) const;
+  Status LayerOutput(const LayerWeights& L, const float* att, int n, int T, MatMulRoute route,
+                     float* x, float* xn, float* g, float* u, float* y) const;
   Status ForwardChunk(KvCache& cache, int seq, const int32_t* tokens, int n, int pos0,
                       const ForwardOptions& opt, ForwardOutput* out) const;
 

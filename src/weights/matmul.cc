@@ -57,7 +57,7 @@ void MatMulRowsScalarFallback(const MatMulKernelArgs& a) {
 }
 
 Status MatMulRows(const WeightMatrix& w, const PreparedActivations& x, int64_t row_begin,
-                  int64_t row_end, float* y, int64_t ldy) {
+                  int64_t row_end, float* y, int64_t ldy, MatMulRoute route) {
   KVARN_RETURN_IF_ERROR(CheckRows(w, row_begin, row_end, y, ldy, x.n_tok));
   if (x.weight_type != w.type || x.cols != w.cols) {
     return InvalidArgument(std::string("activations prepared for ") +
@@ -72,24 +72,27 @@ Status MatMulRows(const WeightMatrix& w, const PreparedActivations& x, int64_t r
     return Status::Ok();
   }
   if (ForceReference()) return MatMulRowsRef(w, x.x, x.n_tok, row_begin, row_end, y, ldy);
-  MatMulRowsSimd({w.type, w.data, w.row_bytes(), &x, row_begin, row_end, y, ldy});
+  MatMulRowsSimd({w.type, w.data, w.row_bytes(), &x, row_begin, row_end, y, ldy,
+                  route == MatMulRoute::kPerToken});
   return Status::Ok();
 }
 
-Status MatMulPrepared(const WeightMatrix& w, const PreparedActivations& x, float* y,
-                      int n_threads) {
+Status MatMulPrepared(const WeightMatrix& w, const PreparedActivations& x, float* y, int n_threads,
+                      MatMulRoute route) {
   // Validate once up front so the workers cannot fail.
-  KVARN_RETURN_IF_ERROR(MatMulRows(w, x, 0, 0, y, w.rows));
-  ParallelFor(n_threads, w.rows,
-              [&](int64_t begin, int64_t end) { (void)MatMulRows(w, x, begin, end, y, w.rows); });
+  KVARN_RETURN_IF_ERROR(MatMulRows(w, x, 0, 0, y, w.rows, route));
+  ParallelFor(n_threads, w.rows, [&](int64_t begin, int64_t end) {
+    (void)MatMulRows(w, x, begin, end, y, w.rows, route);
+  });
   return Status::Ok();
 }
 
-Status MatMul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, int n_threads) {
+Status MatMul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, int n_threads,
+              MatMulRoute route) {
   KVARN_RETURN_IF_ERROR(ValidateWeightMatrix(w));
   PreparedActivations act;
   KVARN_RETURN_IF_ERROR(PrepareActivations(w.type, x, n_tok, w.cols, &act));
-  return MatMulPrepared(w, act, y, n_threads);
+  return MatMulPrepared(w, act, y, n_threads, route);
 }
 
 Status MatVec(const WeightMatrix& w, const float* x, float* y, int n_threads) {

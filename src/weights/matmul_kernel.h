@@ -19,6 +19,7 @@ struct MatMulKernelArgs {
   int64_t row_end;
   float* y;  // y[t * ldy + r]
   int64_t ldy;
+  bool per_token = false;  // MatMulRoute::kPerToken: never the prefill kernel
 };
 
 // Runs the best SIMD target's kernel.

@@ -14,7 +14,8 @@
 // sequence for every tile size, which is why MatVec and a MatMul row agree bit for bit.
 //
 // Float weights (f32, f16, bf16): two f32 FMA accumulators per token over x as given.
-// Batches of kMatMulGemmMinTokens or more go to the f32 prefill kernel (matmul_gemm-inl.h).
+// Batches of kMatMulGemmMinTokens or more go to the f32 prefill kernel (matmul_gemm-inl.h),
+// unless the caller asked for the per-token route (MatMulRoute::kPerToken).
 // Kernel code lives in per-target -inl.h headers: matmul_int (shared integer pieces),
 // matmul_q32 (32-value formats), matmul_kquant (k-quants), matmul_gemm (prefill).
 
@@ -143,7 +144,7 @@ void MatMulRowsKernel(const MatMulKernelArgs& a) {
 #else
   const PreparedActivations& act = *a.x;
   const int64_t n_tok = act.n_tok;
-  if (n_tok >= kMatMulGemmMinTokens) return GemmRows(a);
+  if (n_tok >= kMatMulGemmMinTokens && !a.per_token) return GemmRows(a);
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
     const int64_t t1 = std::min(n_tok, t0 + kTokenBlock);
     TokenX tx[kTokenBlock];

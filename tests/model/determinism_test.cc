@@ -79,8 +79,10 @@ namespace {
 
 // DecodeBatch reads the weights once for several sequences; each item's logits must equal a
 // single-token Forward of the same token on the same state, bit for bit (the matrix products
-// take the same per-token path below kMatMulGemmMinTokens). Items: three cache types, two of
-// them different sequences of one cache, at different lengths, one with an encoded block.
+// take the per-token route for any number of items). Items: three cache types, several
+// sequences of each cache, at different lengths, one with an encoded block; 18 of them, past
+// kMatMulGemmMinTokens and past one token block (16) of the integer kernels (9 under the
+// sanitizers).
 TEST(Determinism, DecodeBatchEqualsSingleForwards) {
   const std::string path = testing::ModelPath(testing::kSmolLM2);
   if (!testing::FileExists(path)) GTEST_SKIP() << path << " not fetched";
@@ -90,14 +92,21 @@ TEST(Determinism, DecodeBatchEqualsSingleForwards) {
   struct Item { const char* codec; int cache; int prompt; };
 #ifdef KVARN_SANITIZER_BUILD
   // ~10x slower: short prompts (fp16 sink pages and rows only; records are read in release).
-  const Item items[] = {{"kvarn_k4v2_g128", 0, 12}, {"kvarn_k4v2_g128", 0, 5}, {"f16", 1, 7},
-                        {"q8_0", 2, 3}};
+  std::vector<Item> items = {
+      {"kvarn_k4v2_g128", 0, 12}, {"kvarn_k4v2_g128", 0, 5}, {"f16", 1, 7}, {"q8_0", 2, 3}};
 #else
   // 260 tokens: block 1 (128..255) is complete, so it is encoded at the first batched step
   // and read as a record from then on.
-  const Item items[] = {{"kvarn_k4v2_g128", 0, 260}, {"kvarn_k4v2_g128", 0, 20}, {"f16", 1, 40},
-                        {"q8_0", 2, 9}};
+  std::vector<Item> items = {
+      {"kvarn_k4v2_g128", 0, 260}, {"kvarn_k4v2_g128", 0, 20}, {"f16", 1, 40}, {"q8_0", 2, 9}};
 #endif
+  const char* codec_names[] = {"kvarn_k4v2_g128", "f16", "q8_0"};
+#ifdef KVARN_SANITIZER_BUILD
+  const int extra = 5;  // 9 items: still past kMatMulGemmMinTokens
+#else
+  const int extra = 14;  // 18 items: past one token block of 16 too
+#endif
+  for (int i = 0; i < extra; ++i) items.push_back({codec_names[i % 3], i % 3, 2 + (i * 5) % 11});
   // Two identical setups: one decodes batched, the other one item at a time.
   std::vector<std::unique_ptr<KvCache>> caches[2];
   std::vector<int> seqs[2];
@@ -129,14 +138,14 @@ TEST(Determinism, DecodeBatchEqualsSingleForwards) {
   for (int step = 0; step < steps; ++step) {
     std::vector<KvCache*> cp;
     std::vector<int32_t> toks;
-    for (size_t i = 0; i < std::size(items); ++i) {
+    for (size_t i = 0; i < items.size(); ++i) {
       cp.push_back(caches[0][size_t(items[i].cache)].get());
       toks.push_back(int32_t(100 + 37 * int(i) + step));
     }
     std::vector<float> batched;
     ASSERT_TRUE(m->DecodeBatch(cp, seqs[0], toks, 2, &batched).ok());
-    ASSERT_EQ(batched.size(), std::size(items) * size_t(V));
-    for (size_t i = 0; i < std::size(items); ++i) {
+    ASSERT_EQ(batched.size(), items.size() * size_t(V));
+    for (size_t i = 0; i < items.size(); ++i) {
       ForwardOptions fo;
       fo.n_threads = 2;
       ForwardOutput out;

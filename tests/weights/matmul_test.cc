@@ -207,6 +207,33 @@ TEST(MatMul, DeterministicAcrossThreadsRangesAndTiles) {
   }
 }
 
+// MatMulRoute::kPerToken keeps batches of any size on the per-token kernels: 21 tokens (more
+// than one token block of 16, and past kMatMulGemmMinTokens) give each token exactly what
+// MatVec gives it alone, on every target and thread count, while kAuto takes the prefill kernel.
+TEST(MatMul, PerTokenRouteEqualsMatVecForAnyCount) {
+  ForEachSimdTarget([&](const char* target) {
+    for (GgmlType type : kAllTypes) {
+      const int64_t rows = 29, cols = 2 * BlockSize(type) + (BlockSize(type) == 1 ? 3 : 0);
+      const int64_t n_tok = 21;
+      static_assert(21 > kMatMulGemmMinTokens, "n_tok must reach the prefill kernel under kAuto");
+      const auto data = RandomRows(type, rows, cols, 31);
+      const WeightMatrix w{type, data.data(), rows, cols};
+      const std::vector<float> x = RandomVector(n_tok * cols, 32);
+      for (int threads : {1, 3}) {
+        std::vector<float> y(static_cast<size_t>(n_tok * rows));
+        ASSERT_TRUE(MatMul(w, x.data(), n_tok, y.data(), threads, MatMulRoute::kPerToken).ok());
+        for (int64_t t = 0; t < n_tok; ++t) {
+          std::vector<float> alone(static_cast<size_t>(rows));
+          ASSERT_TRUE(MatVec(w, x.data() + t * cols, alone.data(), 1).ok());
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_TRUE(SameFloat(y[t * rows + r], alone[r]))
+                << TypeName(type) << " on " << target << ", token " << t << ", row " << r;
+        }
+      }
+    }
+  });
+}
+
 // The prefill kernel's outputs do not depend on the thread count or the row range either.
 TEST(MatMul, GemmDeterministicAcrossThreadsAndRanges) {
   for (GgmlType type : kAllTypes) {

@@ -18,5 +18,6 @@ Runner AddTokenizeCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddEvalCommand(CLI::App& app);
 Runner AddAttnErrorCommand(CLI::App& app);
+Runner AddServeCommand(CLI::App& app);
 
 }  // namespace kvarn::cli

@@ -27,8 +27,11 @@ int main(int argc, char** argv) {
       {"bench", kvarn::cli::AddBenchCommand(app)},
       {"eval", kvarn::cli::AddEvalCommand(app)},
       {"attn-error", kvarn::cli::AddAttnErrorCommand(app)},
+#ifdef KVARN_HAVE_SERVE
+      {"serve", kvarn::cli::AddServeCommand(app)},
+#endif
   };
-  // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys), which CLI11
+  // llama.cpp spells some long options with one dash (-ctk, -ctv, -cnv, -sys, -np), which CLI11
   // does not accept; map them to their long forms before parsing.
   std::vector<std::string> args(argv, argv + argc);
   for (std::string& a : args) {
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
     else if (a == "-ctv") a = "--cache-type-v";
     else if (a == "-cnv") a = "--conversation";
     else if (a == "-sys") a = "--system";
+    else if (a == "-np") a = "--parallel";
   }
   std::vector<char*> av;
   for (std::string& a : args) av.push_back(a.data());
