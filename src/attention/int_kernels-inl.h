@@ -46,41 +46,6 @@ constexpr int kIntRegs = 32;
 constexpr int kIntRegs = 16;
 #endif
 
-// acc + per-lane sum of 4 products of the unsigned bytes of a and the signed bytes of b.
-HWY_INLINE VI DotBytes(VI acc, VI a, VI b) {
-#if HWY_TARGET == HWY_AVX3_DL
-  // In-place accumulation spelled out: with the intrinsic, GCC 12 copies accumulators between
-  // registers on every loop iteration of the register-blocked kernels.
-  __m512i r = acc.raw;
-  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
-  return VI{r};
-#elif HWY_TARGET == HWY_AVX3
-  return VI{_mm512_add_epi32(
-      acc.raw, _mm512_madd_epi16(_mm512_maddubs_epi16(a.raw, b.raw), _mm512_set1_epi16(1)))};
-#elif HWY_TARGET == HWY_AVX2
-  return VI{_mm256_add_epi32(
-      acc.raw, _mm256_madd_epi16(_mm256_maddubs_epi16(a.raw, b.raw), _mm256_set1_epi16(1)))};
-#elif HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
-  return VI{
-      _mm_add_epi32(acc.raw, _mm_madd_epi16(_mm_maddubs_epi16(a.raw, b.raw), _mm_set1_epi16(1)))};
-#else
-  const DI di;
-  constexpr size_t kMax = hn::MaxLanes(DI());
-  alignas(64) int32_t s[kMax], x[kMax], y[kMax];
-  hn::Store(acc, di, s);
-  hn::Store(a, di, x);
-  hn::Store(b, di, y);
-  for (size_t i = 0; i < hn::Lanes(di); ++i) {
-    uint8_t ub[4];
-    int8_t sb[4];
-    std::memcpy(ub, &x[i], 4);
-    std::memcpy(sb, &y[i], 4);
-    for (int j = 0; j < 4; ++j) s[i] += int32_t(ub[j]) * int32_t(sb[j]);
-  }
-  return hn::Load(di, s);
-#endif
-}
-
 // The vpmaddubsw targets (AVX3 without VNNI, AVX2, SSE4, SSSE3) add products in 16-bit
 // lanes first: PairProducts gives, per 16-bit lane, a[2i] b[2i] + a[2i+1] b[2i+1] (unsigned x
 // signed bytes), PairSums adds such vectors without widening, and WidenPairs adds the 16-bit
@@ -107,15 +72,13 @@ HWY_INLINE VI PairProducts(VI a, VI b) {
 #endif
 }
 HWY_INLINE VI PairSums(VI x, VI y) {
-#if HWY_TARGET == HWY_AVX3
-  return VI{_mm512_add_epi16(x.raw, y.raw)};
-#elif HWY_TARGET == HWY_AVX2
-  return VI{_mm256_add_epi16(x.raw, y.raw)};
-#elif HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
-  return VI{_mm_add_epi16(x.raw, y.raw)};
-#else
+#if HWY_TARGET == HWY_SCALAR
   (void)y;
-  return x;
+  return x;  // unused: kPairSums is false here (one-lane vectors have no 16-bit halves)
+#else
+  const DI di;
+  const hn::Repartition<int16_t, DI> d16;
+  return hn::BitCast(di, hn::Add(hn::BitCast(d16, x), hn::BitCast(d16, y)));
 #endif
 }
 HWY_INLINE VI WidenPairs(VI acc, VI x) {
@@ -133,6 +96,33 @@ HWY_INLINE VI WidenPairs(VI acc, VI x) {
 // How many PairProducts of unsigned bytes <= max_u and signed bytes of magnitude <= max_s can
 // be summed in 16 bits: each is at most 2 * max_u * max_s in magnitude.
 constexpr int MaxPairTerms(int max_u, int max_s) { return 32767 / (2 * max_u * max_s); }
+
+// acc + per-lane sum of 4 products of the unsigned bytes of a and the signed bytes of b.
+HWY_INLINE VI DotBytes(VI acc, VI a, VI b) {
+#if HWY_TARGET == HWY_AVX3_DL
+  // In-place accumulation spelled out: with the intrinsic, GCC 12 copies accumulators between
+  // registers on every loop iteration of the register-blocked kernels.
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+  return VI{r};
+#else
+  if constexpr (kPairSums) return WidenPairs(acc, PairProducts(a, b));
+  const DI di;
+  constexpr size_t kMax = hn::MaxLanes(DI());
+  alignas(64) int32_t s[kMax], x[kMax], y[kMax];
+  hn::Store(acc, di, s);
+  hn::Store(a, di, x);
+  hn::Store(b, di, y);
+  for (size_t i = 0; i < hn::Lanes(di); ++i) {
+    uint8_t ub[4];
+    int8_t sb[4];
+    std::memcpy(ub, &x[i], 4);
+    std::memcpy(sb, &y[i], 4);
+    for (int j = 0; j < 4; ++j) s[i] += int32_t(ub[j]) * int32_t(sb[j]);
+  }
+  return hn::Load(di, s);
+#endif
+}
 
 // The byte mask of one b-bit field in every byte of a lane.
 template <int kBits>
