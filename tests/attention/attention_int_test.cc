@@ -257,7 +257,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("kvarn_k4v2_g128", "kvarn_k2v2_g128", "kvarn_k4v4_g64",
                                          "kivi_k2v2_g128", "kvarn_k4v2_g128_i0", "kvarn_k4v2_g24",
                                          "kvarn_k8v8_g64"),
-                       ::testing::Values(64, 128, 256), ::testing::Values(1, 3, 6, 8)),
+                       ::testing::Values(64, 128, 256), ::testing::Values(1, 3, 6, 7, 8)),
     [](const auto& pi) {
       return std::get<0>(pi.param) + "_D" + std::to_string(std::get<1>(pi.param)) + "_gqa" +
              std::to_string(std::get<2>(pi.param));
